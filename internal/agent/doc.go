@@ -1,0 +1,16 @@
+// Package agent is the kanade endpoint daemon: it connects to the broker
+// (retrying forever, so it starts fine before the broker exists), listens
+// for commands addressed to it, runs them, and publishes each outcome to
+// JetStream, waiting for the broker's acknowledgement. It also publishes
+// heartbeats and answers pings.
+//
+// Guarantees:
+//   - A command that cannot be decoded or is incomplete is logged with its
+//     subject and, when its request_id can be recovered, answered with an
+//     ExitInvalidCommand result; the agent keeps running.
+//   - Every result carries a result_id that is also its JetStream message id,
+//     so a publish retried after a lost acknowledgement is stored once.
+//   - Output above wire.OutputInlineLimit is uploaded to the result_output
+//     object store and referenced from the result, because the broker
+//     refuses messages larger than its max_payload.
+package agent

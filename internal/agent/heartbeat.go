@@ -1,0 +1,88 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/kanade-project/kanade/internal/hostinfo"
+	"github.com/kanade-project/kanade/internal/procstat"
+	"github.com/kanade-project/kanade/internal/wire"
+)
+
+// heartbeats builds Heartbeat messages; the periodic loop and ping replies
+// share one CPU sampler, so the mutex keeps their samples consistent.
+type heartbeats struct {
+	a        *Agent
+	hostname string
+	machine  string
+
+	mu      sync.Mutex
+	sampler procstat.Sampler
+}
+
+func newHeartbeats(a *Agent) *heartbeats {
+	return &heartbeats{a: a, hostname: hostinfo.Hostname(), machine: hostinfo.MachineID()}
+}
+
+func (h *heartbeats) build() wire.Heartbeat {
+	hb := wire.Heartbeat{
+		PCID:         h.a.cfg.ID,
+		At:           time.Now().UTC(),
+		AgentVersion: h.a.cfg.Version,
+		Hostname:     h.hostname,
+		OSFamily:     hostinfo.OSFamily(),
+		Arch:         runtime.GOARCH,
+		MachineID:    h.machine,
+	}
+	h.mu.Lock()
+	rss, cpu, err := h.sampler.Sample()
+	h.mu.Unlock()
+	if err == nil {
+		hb.AgentRSSBytes, hb.AgentCPUPct = rss, cpu
+	}
+	return hb
+}
+
+func (h *heartbeats) publish() {
+	b, err := json.Marshal(h.build())
+	if err != nil {
+		h.a.log.Error("encoding heartbeat", "err", err)
+		return
+	}
+	// Core publish: a heartbeat is only worth its freshness, and while
+	// disconnected nats.go buffers it until the reconnect.
+	if err := h.a.nc.Publish(wire.SubjectHeartbeat(h.a.cfg.ID), b); err != nil {
+		h.a.log.Debug("heartbeat not sent", "err", err)
+	}
+}
+
+// loop publishes a heartbeat at once and then every interval until ctx ends.
+func (h *heartbeats) loop(ctx context.Context) {
+	h.publish()
+	t := time.NewTicker(h.a.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			h.publish()
+		}
+	}
+}
+
+func (h *heartbeats) onPing(m *nats.Msg) {
+	if m.Reply == "" {
+		return
+	}
+	b, err := json.Marshal(h.build())
+	if err != nil {
+		return
+	}
+	_ = m.Respond(b)
+}

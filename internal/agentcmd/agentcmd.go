@@ -1,0 +1,104 @@
+// Package agentcmd is the command line of kanade-agent: flag parsing, config
+// loading, logging set-up and the hand-over to the service manager. It keeps
+// cmd/kanade-agent a one-line main and lets tests drive the real entry point.
+package agentcmd
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/kanade-project/kanade/internal/agent"
+	"github.com/kanade-project/kanade/internal/agentconfig"
+	"github.com/kanade-project/kanade/internal/buildinfo"
+	"github.com/kanade-project/kanade/internal/logging"
+	"github.com/kanade-project/kanade/internal/service"
+)
+
+// Exit codes of the agent process.
+const (
+	ExitOK     = 0
+	ExitError  = 1
+	ExitConfig = 2
+	// ExitRestart asks the service manager to start the agent again (after
+	// a self-update swap).
+	ExitRestart = 64
+)
+
+// Main runs the agent command line and returns the process exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("kanade-agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "path of agent.toml (default: $"+agentconfig.EnvConfig+", then "+agentconfig.DefaultPath()+")")
+	version := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, `kanade-agent %s — the kanade endpoint daemon
+
+Usage:
+  kanade-agent [--config FILE]   run (as the Windows service %s when started by the SCM)
+  kanade-agent --version         print the version
+
+Flags:
+`, buildinfo.Version, service.Name)
+		fs.PrintDefaults()
+		fmt.Fprintf(stderr, "\n%s", agentconfig.Help())
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return ExitOK
+		}
+		return ExitConfig
+	}
+	if *version {
+		fmt.Fprintln(stdout, buildinfo.Version)
+		return ExitOK
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "kanade-agent: unexpected argument %q (see --help)\n", fs.Arg(0))
+		return ExitConfig
+	}
+
+	path := agentconfig.Resolve(*configPath)
+	cfg, err := agentconfig.Load(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "kanade-agent: %v\n\n%s", err, agentconfig.Help())
+		return ExitConfig
+	}
+	level, _ := logging.ParseLevel(cfg.Log.Level)
+	logger, closer, err := logging.New(level, cfg.Log.Path)
+	if err != nil {
+		fmt.Fprintf(stderr, "kanade-agent: %v\n", err)
+		return ExitConfig
+	}
+	defer closer.Close()
+	token, err := agentconfig.Token()
+	if err != nil {
+		logger.Error("reading the NATS token", "err", err)
+		return ExitConfig
+	}
+	if err := os.MkdirAll(cfg.Agent.DataDir, 0o700); err != nil {
+		logger.Error("creating the data dir", "dir", cfg.Agent.DataDir, "err", err)
+		return ExitError
+	}
+	a, err := agent.New(agent.Config{
+		ID:       cfg.Agent.ID,
+		NATSURLs: cfg.Agent.NATSURLs,
+		Token:    token,
+		DataDir:  cfg.Agent.DataDir,
+		Version:  buildinfo.Version,
+		Logger:   logger,
+	})
+	if err != nil {
+		logger.Error("invalid agent config", "err", err)
+		return ExitConfig
+	}
+	return service.Run(func(ctx context.Context) int {
+		if err := a.Run(ctx); err != nil {
+			logger.Error("agent stopped with an error", "err", err)
+			return ExitError
+		}
+		return ExitOK
+	})
+}

@@ -1,0 +1,12 @@
+// Package buildinfo holds the version stamped into kanade binaries at build
+// time:
+//
+//	go build -ldflags "-X github.com/kanade-project/kanade/internal/buildinfo.Version=1.2.3" ./cmd/kanade-agent
+//
+// The self-updater compares it with the fleet's target_version, so a binary
+// built without the flag reports "dev", which never equals a release.
+package buildinfo
+
+// Version is set with -ldflags -X; it must stay a plain string variable for
+// the linker to rewrite it.
+var Version = "dev"

@@ -1,0 +1,5 @@
+//go:build !linux && !windows
+
+package hostinfo
+
+func machineID() string { return "" }

@@ -1,0 +1,108 @@
+package wire
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Subject prefixes and fixed subjects.
+const (
+	SubjectCommandsAll   = "commands.all"
+	SubjectCommandsWild  = "commands.>"
+	SubjectResultsWild   = "results.>"
+	SubjectEventsWild    = "events.>"
+	SubjectHeartbeatWild = "heartbeat.>"
+	SubjectObsWild       = "obs.>"
+	SubjectInventoryWild = "inventory.>"
+	SubjectAuditWild     = "audit.>"
+
+	// SubjectSurvey is a kanade extension of the reference protocol: every
+	// agent answers a request here with a Heartbeat, so a CLI without a
+	// backend can learn who is online before a broadcast and report who did
+	// not answer. It has a different token count from agents.<pc>.ping, so
+	// no pc_id can collide with it.
+	SubjectSurvey = "agents.survey"
+)
+
+// SubjectCommandsPC is the subject of commands addressed to one PC.
+func SubjectCommandsPC(pc string) string { return "commands.pc." + pc }
+
+// SubjectCommandsGroup is the subject of commands addressed to a group.
+func SubjectCommandsGroup(group string) string { return "commands.group." + group }
+
+// SubjectResults is the subject an ExecResult is published on.
+func SubjectResults(requestID string) string { return "results." + requestID }
+
+// SubjectEventsStarted is the subject of the event published just before a spawn.
+func SubjectEventsStarted(execID, pc string) string { return "events.started." + execID + "." + pc }
+
+// SubjectHeartbeat is the subject of an agent's periodic heartbeat.
+func SubjectHeartbeat(pc string) string { return "heartbeat." + pc }
+
+// SubjectPing is the request/reply subject an agent answers with a fresh Heartbeat.
+func SubjectPing(pc string) string { return "agents." + pc + ".ping" }
+
+// SubjectKill is the subject that kills a running execution.
+func SubjectKill(execID string) string { return "kill." + execID }
+
+// SubjectAgentConfig is the request/reply subject for an agent's effective config.
+func SubjectAgentConfig(pc string) string { return "agents." + pc + ".config" }
+
+// SubjectInventory is the subject of one inventory section.
+func SubjectInventory(pc, section string) string { return "inventory." + pc + "." + section }
+
+// SubjectHostPerf is the subject of periodic host performance samples.
+func SubjectHostPerf(pc string) string { return "host_perf." + pc }
+
+// SubjectObs is the subject of an agent's timeline events.
+func SubjectObs(pc string) string { return "obs." + pc }
+
+// SubjectLogsFetch is the request/reply subject returning the tail of an agent log.
+func SubjectLogsFetch(pc string) string { return "logs.fetch." + pc }
+
+// SubjectAudit is the subject of an audit event.
+func SubjectAudit(actor, action, target string) string {
+	s := "audit." + actor + "." + action
+	if target != "" {
+		s += "." + target
+	}
+	return s
+}
+
+// ValidToken reports whether s can be used as one token of a NATS subject:
+// non-empty, no dots, no wildcards, no whitespace. pc_ids, group names,
+// request and exec ids are embedded in subjects verbatim, so each of them
+// must pass this check before it is used.
+func ValidToken(s string) bool {
+	if s == "" || len(s) > 256 {
+		return false
+	}
+	for _, r := range s {
+		switch {
+		case r == '.', r == '*', r == '>', r <= ' ', r == 0x7f:
+			return false
+		}
+	}
+	return true
+}
+
+// CheckToken returns a descriptive error when s is not a valid subject token.
+func CheckToken(what, s string) error {
+	if ValidToken(s) {
+		return nil
+	}
+	if s == "" {
+		return fmt.Errorf("%s is empty", what)
+	}
+	return fmt.Errorf("%s %q is not usable in a NATS subject: it must be 1-256 characters without '.', '*', '>' or whitespace", what, s)
+}
+
+// PCFromSubject returns the pc token of subjects shaped prefix.<pc>[.rest].
+func PCFromSubject(subject, prefix string) (string, bool) {
+	rest, ok := strings.CutPrefix(subject, prefix+".")
+	if !ok {
+		return "", false
+	}
+	pc, _, _ := strings.Cut(rest, ".")
+	return pc, pc != ""
+}
