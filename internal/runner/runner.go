@@ -57,6 +57,18 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 	if shell == "" {
 		shell = DefaultShell()
 	}
+	// A missing working directory makes the spawn fail with the shell's
+	// path in the error ("fork/exec /usr/bin/sh: no such file or
+	// directory"), which blames the wrong thing; name the directory.
+	if spec.Dir != "" {
+		fi, err := os.Stat(spec.Dir)
+		if err == nil && !fi.IsDir() {
+			err = errors.New("not a directory")
+		}
+		if err != nil {
+			return Result{}, fmt.Errorf("%w: working directory %q: %w", ErrSpawn, spec.Dir, err)
+		}
+	}
 	tmp := spec.TempDir
 	if tmp == "" {
 		tmp = os.TempDir()
@@ -130,7 +142,10 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 			res.ExitCode = exitCode(ee)
 		case errors.Is(werr, exec.ErrWaitDelay):
 			// The shell exited; only the pipes lingered.
-			res.ExitCode = cmd.ProcessState.ExitCode()
+			res.ExitCode = 0
+			if !cmd.ProcessState.Success() {
+				res.ExitCode = exitCode(&exec.ExitError{ProcessState: cmd.ProcessState})
+			}
 		default:
 			res.ExitCode = -1
 			res.Stderr = appendLine(res.Stderr, "[kanade] wait failed: "+werr.Error())

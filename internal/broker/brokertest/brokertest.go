@@ -30,6 +30,13 @@ type Server struct {
 func Start(t testing.TB) *Server {
 	t.Helper()
 	s := StartBare(t)
+	Bootstrap(t, s)
+	return s
+}
+
+// Bootstrap creates every kanade JetStream resource on s.
+func Bootstrap(t testing.TB, s *Server) {
+	t.Helper()
 	nc := s.Connect(t)
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -40,13 +47,18 @@ func Start(t testing.TB) *Server {
 	if _, err := bootstrap.Setup(ctx, js, bootstrap.Options{}); err != nil {
 		t.Fatalf("bootstrap: %v", err)
 	}
-	return s
 }
 
 // StartBare starts a broker without creating any JetStream resource.
 func StartBare(t testing.TB) *Server {
 	t.Helper()
-	s := &Server{t: t, dataDir: t.TempDir(), listen: freeAddr(t)}
+	return StartBareAt(t, freeAddr(t))
+}
+
+// StartBareAt starts a broker without resources on a given host:port.
+func StartBareAt(t testing.TB, listen string) *Server {
+	t.Helper()
+	s := &Server{t: t, dataDir: t.TempDir(), listen: listen}
 	s.Restart()
 	t.Cleanup(s.Stop)
 	return s
