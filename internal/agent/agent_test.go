@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -21,13 +22,16 @@ import (
 )
 
 // startAgent runs an in-process agent against urls until the test ends.
-func startAgent(t *testing.T, id string, urls ...string) {
+func startAgent(t *testing.T, id string, urls ...string) { startAgentB(t, id, urls...) }
+
+func startAgentB(t testing.TB, id string, urls ...string) {
 	t.Helper()
 	a, err := agent.New(agent.Config{
 		ID:       id,
 		NATSURLs: urls,
 		DataDir:  t.TempDir(),
 		Version:  "test",
+		Logger:   slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +52,7 @@ func startAgent(t *testing.T, id string, urls ...string) {
 	})
 }
 
-func client(t *testing.T, srv *brokertest.Server) *fleetclient.Client {
+func client(t testing.TB, srv *brokertest.Server) *fleetclient.Client {
 	t.Helper()
 	c, err := fleetclient.New(srv.Connect(t))
 	if err != nil {
@@ -58,7 +62,9 @@ func client(t *testing.T, srv *brokertest.Server) *fleetclient.Client {
 }
 
 // waitPing polls until pc answers a ping or the deadline passes.
-func waitPing(t *testing.T, c *fleetclient.Client, pc string) wire.Heartbeat {
+func waitPing(t *testing.T, c *fleetclient.Client, pc string) wire.Heartbeat { return waitPingB(t, c, pc) }
+
+func waitPingB(t testing.TB, c *fleetclient.Client, pc string) wire.Heartbeat {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
