@@ -3,6 +3,8 @@ package wire
 import (
 	"fmt"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Subject prefixes and fixed subjects.
@@ -70,16 +72,20 @@ func SubjectAudit(actor, action, target string) string {
 }
 
 // ValidToken reports whether s can be used as one token of a NATS subject:
-// non-empty, no dots, no wildcards, no whitespace. pc_ids, group names,
-// request and exec ids are embedded in subjects verbatim, so each of them
-// must pass this check before it is used.
+// non-empty, at most 256 bytes of valid UTF-8, no dots, no wildcards, no
+// whitespace or control characters. pc_ids, group names, request and exec
+// ids are embedded in subjects verbatim, so each of them must pass this
+// check before it is used. Invalid UTF-8 is refused because the same id
+// also travels in JSON payloads, where it would be rewritten to U+FFFD and
+// no longer match the subject.
 func ValidToken(s string) bool {
-	if s == "" || len(s) > 256 {
+	if s == "" || len(s) > 256 || !utf8.ValidString(s) {
 		return false
 	}
 	for _, r := range s {
 		switch {
-		case r == '.', r == '*', r == '>', r <= ' ', r == 0x7f:
+		case r == '.', r == '*', r == '>', r <= ' ', r == 0x7f,
+			unicode.IsSpace(r), unicode.IsControl(r):
 			return false
 		}
 	}
@@ -94,7 +100,7 @@ func CheckToken(what, s string) error {
 	if s == "" {
 		return fmt.Errorf("%s is empty", what)
 	}
-	return fmt.Errorf("%s %q is not usable in a NATS subject: it must be 1-256 characters without '.', '*', '>' or whitespace", what, s)
+	return fmt.Errorf("%s %q is not usable in a NATS subject: it must be 1-256 bytes of UTF-8 without '.', '*', '>', whitespace or control characters", what, s)
 }
 
 // PCFromSubject returns the pc token of subjects shaped prefix.<pc>[.rest].
