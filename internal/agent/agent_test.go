@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/kanade-project/kanade/internal/agent"
 	"github.com/kanade-project/kanade/internal/broker/brokertest"
 	"github.com/kanade-project/kanade/internal/fleetclient"
@@ -62,7 +61,9 @@ func client(t testing.TB, srv *brokertest.Server) *fleetclient.Client {
 }
 
 // waitPing polls until pc answers a ping or the deadline passes.
-func waitPing(t *testing.T, c *fleetclient.Client, pc string) wire.Heartbeat { return waitPingB(t, c, pc) }
+func waitPing(t *testing.T, c *fleetclient.Client, pc string) wire.Heartbeat {
+	return waitPingB(t, c, pc)
+}
 
 func waitPingB(t testing.TB, c *fleetclient.Client, pc string) wire.Heartbeat {
 	t.Helper()
