@@ -5,15 +5,25 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
+	"runtime"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
+	"github.com/kanade-project/kanade/internal/connstate"
+	"github.com/kanade-project/kanade/internal/ledger"
+	"github.com/kanade-project/kanade/internal/outbox"
+	"github.com/kanade-project/kanade/internal/retry"
 	"github.com/kanade-project/kanade/internal/runner"
 	"github.com/kanade-project/kanade/internal/wire"
 )
+
+const ledgerDone = ledger.Done
 
 // Executor runs one script. runner.Run is the real one; the fleet simulator
 // plugs in an in-process executor.
@@ -30,11 +40,18 @@ type Config struct {
 	Version string
 	// HeartbeatInterval defaults to 30 s.
 	HeartbeatInterval time.Duration
+	// MaxConcurrent limits simultaneous runs; default the CPU count.
+	MaxConcurrent int
 	// Exec defaults to runner.Run.
 	Exec   Executor
 	Logger *slog.Logger
 	// NATSOptions are appended to the connection options (tests, TLS).
 	NATSOptions []nats.Option
+	// Outbox tunes the outbox drain (tests shorten the backoff).
+	Outbox outbox.Options
+	// Retry is the schedule for acquiring JetStream resources; default
+	// retry.Default().
+	Retry retry.Policy
 }
 
 // Agent is one running endpoint daemon.
@@ -42,16 +59,23 @@ type Agent struct {
 	cfg Config
 	log *slog.Logger
 
-	nc *nats.Conn
-	js jetstream.JetStream
-
-	hb *heartbeats
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	link    *connstate.Tracker
+	outbox  *outbox.Outbox
+	ledger  *ledger.Ledger
+	slots   *slots
+	gates   *gateCache
+	replays *replayer
+	hb      *heartbeats
 
 	runs sync.WaitGroup
 	// runCtx is cancelled (with a cause) when the agent stops, killing
-	// whatever is still running so that its result can still be sent.
+	// whatever is still running so that its result can still be queued.
 	runCtx    context.Context
 	cancelRun context.CancelCauseFunc
+	// stopped is closed when the agent is shutting down.
+	stopped chan struct{}
 }
 
 // New validates cfg and returns an Agent ready to Run.
@@ -71,22 +95,48 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.HeartbeatInterval <= 0 {
 		cfg.HeartbeatInterval = 30 * time.Second
 	}
+	if cfg.MaxConcurrent <= 0 {
+		cfg.MaxConcurrent = runtime.NumCPU()
+	}
 	if cfg.Exec == nil {
 		cfg.Exec = runner.Run
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger.With("pc_id", cfg.ID)}
+	if cfg.Retry.Min <= 0 {
+		cfg.Retry = retry.Default()
+	}
+	a := &Agent{cfg: cfg, log: cfg.Logger.With("pc_id", cfg.ID), stopped: make(chan struct{})}
 	a.hb = newHeartbeats(a)
+	a.slots = newSlots(cfg.MaxConcurrent)
 	return a, nil
 }
 
-// Run connects and serves until ctx is cancelled. The broker does not need
-// to be reachable: the first connection is retried forever.
+// Run serves until ctx is cancelled. Nothing here waits for the broker: the
+// outbox and the ledger are local, and the first connection is retried
+// forever in the background.
 func (a *Agent) Run(ctx context.Context) error {
 	a.runCtx, a.cancelRun = context.WithCancelCause(context.Background())
 	defer a.cancelRun(nil)
+
+	var err error
+	ob := a.cfg.Outbox
+	ob.Logger = a.log
+	ob.OnSent = a.onSent
+	if a.outbox, err = outbox.Open(filepath.Join(a.cfg.DataDir, "outbox"), ob); err != nil {
+		return err
+	}
+	if a.ledger, err = ledger.Open(filepath.Join(a.cfg.DataDir, "ledger")); err != nil {
+		return err
+	}
+	if n, err := a.ledger.Prune(); err != nil {
+		a.log.Warn("pruning the admission ledger", "err", err)
+	} else if n > 0 {
+		a.log.Info("pruned expired ledger entries", "count", n)
+	}
+	a.link = connstate.New()
+	a.gates = newGateCache()
 
 	nc, err := a.connect()
 	if err != nil {
@@ -94,33 +144,48 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.nc = nc
 	defer nc.Close()
-	a.js, err = jetstream.New(nc)
-	if err != nil {
+	if a.js, err = jetstream.New(nc); err != nil {
 		return fmt.Errorf("agent: jetstream: %w", err)
 	}
+	a.replays = newReplayer(a)
+
+	// Crash recovery comes before any new command: a request the previous
+	// process left "launching" must get its answer, not a second launch.
+	a.recover()
+	a.queueObs(wire.ObsAgentOnline, "online-"+nuid.Next(), map[string]string{"version": a.cfg.Version})
+
+	var bg sync.WaitGroup
+	bgCtx, stopBg := context.WithCancel(context.Background())
+	defer stopBg()
+	bg.Go(func() { a.outbox.Run(bgCtx, &jsPublisher{js: a.js, objects: map[string]jetstream.ObjectStore{}}) })
+	bg.Go(func() { a.wakeOutboxOnReconnect(bgCtx) })
 
 	subs, err := a.subscribe()
 	if err != nil {
 		return err
 	}
-	a.log.Info("agent started", "version", a.cfg.Version, "servers", a.cfg.NATSURLs)
-
-	hbDone := make(chan struct{})
-	go func() {
-		defer close(hbDone)
-		a.hb.loop(ctx)
-	}()
+	bg.Go(func() { a.replays.loop(bgCtx) })
+	bg.Go(func() { a.hb.loop(bgCtx) })
+	bg.Go(func() { a.pruneLoop(bgCtx) })
+	a.log.Info("agent started", "version", a.cfg.Version, "servers", a.cfg.NATSURLs, "max_concurrent", a.cfg.MaxConcurrent)
 
 	<-ctx.Done()
 	a.log.Info("agent stopping")
+	close(a.stopped)
 	for _, s := range subs {
 		_ = s.Unsubscribe()
 	}
-	<-hbDone
 	// Running scripts are killed, not abandoned: their results (exit -1,
-	// reason in stderr) are still published if the broker is reachable.
+	// reason in stderr) are queued and sent now or at the next start.
 	a.cancelRun(errors.New("agent stopping"))
 	a.runs.Wait()
+	stopBg()
+	bg.Wait()
+	if a.link.Connected() {
+		flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		a.outbox.Flush(flushCtx, &jsPublisher{js: a.js, objects: map[string]jetstream.ObjectStore{}})
+		cancel()
+	}
 	_ = nc.Flush()
 	return nil
 }
@@ -135,9 +200,19 @@ func (a *Agent) connect() (*nats.Conn, error) {
 		nats.ReconnectWait(time.Second),
 		nats.ReconnectJitter(500*time.Millisecond, 2*time.Second),
 		nats.PingInterval(20 * time.Second),
-		nats.ConnectHandler(func(*nats.Conn) { a.log.Info("connected to broker") }),
-		nats.ReconnectHandler(func(c *nats.Conn) { a.log.Info("reconnected to broker", "url", c.ConnectedUrlRedacted()) }),
+		// While disconnected, publishes are refused at once rather than
+		// buffered: everything that matters goes through the outbox.
+		nats.ReconnectBufSize(-1),
+		nats.ConnectHandler(func(c *nats.Conn) {
+			a.log.Info("connected to broker", "url", c.ConnectedUrlRedacted())
+			a.link.SetConnected()
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) {
+			a.log.Info("reconnected to broker", "url", c.ConnectedUrlRedacted())
+			a.link.SetConnected()
+		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			a.link.SetDisconnected()
 			if err != nil {
 				a.log.Warn("disconnected from broker", "err", err)
 			}
@@ -154,22 +229,48 @@ func (a *Agent) connect() (*nats.Conn, error) {
 		opts = append(opts, nats.Token(a.cfg.Token))
 	}
 	opts = append(opts, a.cfg.NATSOptions...)
-	nc, err := nats.Connect(joinURLs(a.cfg.NATSURLs), opts...)
+	nc, err := nats.Connect(strings.Join(a.cfg.NATSURLs, ","), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("agent: connect: %w", err)
+	}
+	if nc.IsConnected() {
+		a.link.SetConnected()
 	}
 	return nc, nil
 }
 
-func joinURLs(urls []string) string {
-	s := ""
-	for i, u := range urls {
-		if i > 0 {
-			s += ","
+// wakeOutboxOnReconnect lets queued results go out the moment the broker is
+// back instead of at each file's next backoff tick.
+func (a *Agent) wakeOutboxOnReconnect(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.link.Reconnected():
+			a.outbox.Wake()
 		}
-		s += u
 	}
-	return s
+}
+
+func (a *Agent) pruneLoop(ctx context.Context) {
+	t := time.NewTicker(6 * time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := a.ledger.Prune(); err != nil {
+				a.log.Warn("pruning the admission ledger", "err", err)
+			}
+		}
+	}
+}
+
+// ownSubjects are the command subjects this agent listens to; replay reads
+// exactly these, never commands.>.
+func (a *Agent) ownSubjects() []string {
+	return []string{wire.SubjectCommandsAll, wire.SubjectCommandsPC(a.cfg.ID)}
 }
 
 func (a *Agent) subscribe() ([]*nats.Subscription, error) {
@@ -185,7 +286,7 @@ func (a *Agent) subscribe() ([]*nats.Subscription, error) {
 		subs = append(subs, s)
 		return nil
 	}
-	for _, subj := range []string{wire.SubjectCommandsAll, wire.SubjectCommandsPC(a.cfg.ID)} {
+	for _, subj := range a.ownSubjects() {
 		if err := add(subj, a.onCommand); err != nil {
 			return nil, err
 		}

@@ -38,6 +38,7 @@ func (h *heartbeats) build() wire.Heartbeat {
 		OSFamily:     hostinfo.OSFamily(),
 		Arch:         runtime.GOARCH,
 		MachineID:    h.machine,
+		OutboxDepth:  h.a.outbox.Depth(),
 	}
 	h.mu.Lock()
 	rss, cpu, err := h.sampler.Sample()

@@ -1,0 +1,195 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/kanade-project/kanade/internal/ledger"
+	"github.com/kanade-project/kanade/internal/runner"
+	"github.com/kanade-project/kanade/internal/wire"
+)
+
+// errKilled is the cause of a kill.<exec_id>.
+var errKilled = errors.New("killed by operator (kill." + "<exec_id>)")
+
+// execute runs one admitted command to its single outcome:
+//
+//	kill latch → deadline → jitter → slot → gates → launch (with retries)
+//
+// The kill latch is armed first and covers every later step, so a kill
+// sent at any point — during jitter, while waiting for a slot, mid-run or
+// between retries — ends the execution with exit -1 and is never retried.
+func (a *Agent) execute(c wire.Command, resultID string) {
+	log := a.log.With("request_id", c.RequestID, "exec_id", c.ExecID, "job", c.ID)
+	res := wire.ExecResult{
+		ResultID:  resultID,
+		RequestID: c.RequestID,
+		ExecID:    c.ExecID,
+		JobID:     c.ID,
+		Version:   c.Version,
+		PCID:      a.cfg.ID,
+	}
+	ctx, cancel := context.WithCancelCause(a.runCtx)
+	defer cancel(nil)
+	unsub := a.armKill(c.ExecID, cancel)
+	defer unsub()
+
+	skip := func(code int, reason string) {
+		now := time.Now().UTC()
+		res.ExitCode, res.Skipped, res.Stderr = code, true, "[kanade] "+reason+"\n"
+		res.FinishedAt = now
+		log.Info("command skipped", "exit_code", code, "reason", reason)
+		a.finish(res)
+	}
+	killed := func(stage string) {
+		res.ExitCode = wire.ExitKilled
+		res.Stderr = fmt.Sprintf("[kanade] %s %s\n", reasonOf(ctx), stage)
+		res.FinishedAt = time.Now().UTC()
+		log.Info("command killed", "stage", stage)
+		a.finish(res)
+	}
+
+	if c.DeadlineAt != nil && time.Now().After(*c.DeadlineAt) {
+		skip(wire.ExitDeadlinePassed, fmt.Sprintf("start deadline %s passed before the command could start", c.DeadlineAt.UTC().Format(time.RFC3339)))
+		return
+	}
+	if c.JitterSecs > 0 {
+		if !sleepCtx(ctx, rand.N(time.Duration(c.JitterSecs)*time.Second)) {
+			killed("during the jitter wait")
+			return
+		}
+	}
+	if err := a.slots.acquire(ctx); err != nil {
+		killed("while waiting for a run slot")
+		return
+	}
+	held := true
+	defer func() {
+		if held {
+			a.slots.release()
+		}
+	}()
+
+	// Gates are evaluated as late as possible: a revocation or pin change
+	// made while the command waited still stops it.
+	if code, reason, ok := a.checkGates(ctx, c); !ok {
+		skip(code, reason)
+		return
+	}
+
+	if err := a.ledger.Mark(c.RequestID, ledger.Launching); err != nil {
+		// Without the launching mark a crash could lead to a second launch.
+		skip(wire.ExitSpawnFailed, "cannot record the launch in the admission ledger: "+err.Error())
+		return
+	}
+	a.queueStarted(c, resultID)
+
+	attempts := 1
+	if c.Retry != nil {
+		attempts += c.Retry.Max
+	}
+	spec := runner.Spec{
+		Shell:   c.Shell,
+		Script:  c.Script,
+		Timeout: time.Duration(c.TimeoutSecs) * time.Second,
+		Dir:     c.Cwd,
+	}
+	var history []string
+	for n := 1; ; n++ {
+		log.Info("running command", "shell", spec.Shell, "timeout", spec.Timeout, "attempt", n)
+		out, err := a.cfg.Exec(ctx, spec)
+		if err != nil {
+			now := time.Now().UTC()
+			res.ExitCode, res.Skipped = wire.ExitSpawnFailed, true
+			res.Stderr = "[kanade] " + err.Error() + "\n"
+			res.StartedAt, res.FinishedAt = now, now
+			log.Warn("command could not start", "err", err)
+			break
+		}
+		res.ExitCode = out.ExitCode
+		res.Stdout, res.Stderr = out.Stdout, out.Stderr
+		res.StartedAt, res.FinishedAt = out.StartedAt, out.FinishedAt
+		res.Attempts = n
+		log.Info("command finished", "exit_code", out.ExitCode, "duration", out.FinishedAt.Sub(out.StartedAt), "timed_out", out.TimedOut, "killed", out.Killed)
+		if out.ExitCode == 0 || out.Killed || n >= attempts {
+			break
+		}
+		what := fmt.Sprintf("exit %d", out.ExitCode)
+		if out.TimedOut {
+			what = "timed out"
+		}
+		history = append(history, fmt.Sprintf("attempt %d: %s", n, what))
+		// The slot goes back while waiting: a retry backoff must not
+		// block other commands.
+		a.slots.release()
+		held = false
+		backoff := time.Duration(c.Retry.BackoffSecs) * time.Second
+		if !sleepCtx(ctx, backoff) {
+			res.ExitCode = wire.ExitKilled
+			res.Stderr += fmt.Sprintf("[kanade] %s during the retry backoff after attempt %d\n", reasonOf(ctx), n)
+			res.FinishedAt = time.Now().UTC()
+			break
+		}
+		if err := a.slots.acquire(ctx); err != nil {
+			res.ExitCode = wire.ExitKilled
+			res.Stderr += fmt.Sprintf("[kanade] %s while waiting for a run slot for attempt %d\n", reasonOf(ctx), n+1)
+			res.FinishedAt = time.Now().UTC()
+			break
+		}
+		held = true
+	}
+	if len(history) > 0 {
+		res.Stderr += fmt.Sprintf("[kanade] attempt %d of %d; earlier: %s\n", res.Attempts, attempts, strings.Join(history, ", "))
+	}
+	a.finish(res)
+}
+
+// armKill subscribes to kill.<execID> and flushes, so that a kill sent
+// right after the command is not lost; the subscription is live before
+// anything runs.
+func (a *Agent) armKill(execID string, cancel context.CancelCauseFunc) func() {
+	sub, err := a.nc.Subscribe(wire.SubjectKill(execID), func(*nats.Msg) { cancel(errKilled) })
+	if err != nil {
+		a.log.Warn("cannot subscribe to kill; the run cannot be killed remotely", "exec_id", execID, "err", err)
+		return func() {}
+	}
+	if a.link.Connected() {
+		if err := a.nc.FlushTimeout(2 * time.Second); err != nil {
+			a.log.Debug("kill subscription not confirmed", "exec_id", execID, "err", err)
+		}
+	}
+	return func() { _ = sub.Unsubscribe() }
+}
+
+func reasonOf(ctx context.Context) string {
+	c := context.Cause(ctx)
+	switch {
+	case errors.Is(c, errKilled):
+		return "killed by operator"
+	case c != nil && !errors.Is(c, context.Canceled):
+		return "killed: " + c.Error()
+	}
+	return "killed"
+}
+
+// sleepCtx sleeps d or until ctx ends; it reports whether the full sleep
+// happened.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

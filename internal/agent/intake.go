@@ -1,0 +1,261 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/kanade-project/kanade/internal/ledger"
+	"github.com/kanade-project/kanade/internal/retry"
+	"github.com/kanade-project/kanade/internal/wire"
+)
+
+// onCommand is the live subscription handler.
+func (a *Agent) onCommand(m *nats.Msg) { a.intake(m.Subject, m.Data, "live") }
+
+// intake decodes, validates and admits one command, then hands it to its
+// own goroutine: the subscription never blocks on a running script. Live
+// and replayed commands take exactly the same path.
+func (a *Agent) intake(subject string, body []byte, source string) {
+	select {
+	case <-a.stopped:
+		return // not admitted: a replay at the next start will offer it again
+	default:
+	}
+	cmd, err := decodeCommand(body)
+	if err != nil {
+		a.reject(subject, body, source, err)
+		return
+	}
+	verdict, entry, err := a.ledger.Admit(cmd.RequestID, cmd.ExecID, body, nuid.Next())
+	if err != nil {
+		// Without a durable admission record the agent cannot promise
+		// at-most-once; it does not run the command. A replay after the
+		// disk recovers will offer it again.
+		a.log.Error("cannot record admission; command not run", "subject", subject, "request_id", cmd.RequestID, "err", err)
+		return
+	}
+	switch verdict {
+	case ledger.Duplicate:
+		a.log.Debug("duplicate command ignored", "request_id", cmd.RequestID, "state", entry.State, "source", source)
+		return
+	case ledger.Conflict:
+		a.log.Warn("security: a different command reuses a known request_id; refused",
+			"security", true, "subject", subject, "request_id", cmd.RequestID, "known_sha256", entry.BodySHA256, "source", source)
+		a.queueObs("command_conflict", "conflict-"+cmd.RequestID+"-"+ledger.BodyHash(body)[:16],
+			map[string]string{"request_id": cmd.RequestID, "subject": subject})
+		return
+	}
+	a.log.Info("command admitted", "request_id", cmd.RequestID, "exec_id", cmd.ExecID, "job", cmd.ID, "source", source)
+	a.runs.Add(1)
+	go func() {
+		defer a.runs.Done()
+		a.execute(cmd, entry.ResultID)
+	}()
+}
+
+// reject answers a command that cannot be run, when it names a request_id
+// to answer; it is admitted to the ledger so a replay does not answer twice.
+func (a *Agent) reject(subject string, body []byte, source string, cause error) {
+	a.log.Error("rejected command", "subject", subject, "source", source, "err", cause, "bytes", len(body))
+	rid := recoverRequestID(body)
+	if rid == "" {
+		return
+	}
+	execID := recoverString(body, "exec_id", "job_id")
+	verdict, entry, err := a.ledger.Admit(rid, execID, body, nuid.Next())
+	if err != nil || verdict != ledger.New {
+		return
+	}
+	if !wire.ValidToken(execID) {
+		execID = rid
+	}
+	now := time.Now().UTC()
+	a.finish(wire.ExecResult{
+		ResultID:   entry.ResultID,
+		RequestID:  rid,
+		ExecID:     execID,
+		PCID:       a.cfg.ID,
+		ExitCode:   wire.ExitInvalidCommand,
+		Skipped:    true,
+		Stderr:     "[kanade] command rejected: " + cause.Error() + "\n",
+		FinishedAt: now,
+	})
+}
+
+// decodeCommand parses and validates a Command. Every field that ends up
+// in a subject or a file name is checked here.
+func decodeCommand(b []byte) (wire.Command, error) {
+	var c wire.Command
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("not a Command JSON object: %w", err)
+	}
+	if err := wire.CheckToken("request_id", c.RequestID); err != nil {
+		return c, err
+	}
+	if c.ExecID == "" {
+		c.ExecID = c.RequestID
+	}
+	if err := wire.CheckToken("exec_id", c.ExecID); err != nil {
+		return c, err
+	}
+	if strings.TrimSpace(c.Script) == "" {
+		return c, errors.New("script is empty: nothing to run")
+	}
+	switch c.Shell {
+	case "", wire.ShellPowerShell, wire.ShellPwsh, wire.ShellCmd, wire.ShellSh, wire.ShellBash:
+	default:
+		return c, fmt.Errorf("unknown shell %q: expected powershell, pwsh, cmd, sh, bash or empty for the platform default", c.Shell)
+	}
+	if c.TimeoutSecs < 0 || c.JitterSecs < 0 {
+		return c, errors.New("timeout_secs and jitter_secs must not be negative")
+	}
+	if c.Retry != nil && (c.Retry.Max < 0 || c.Retry.BackoffSecs < 0) {
+		return c, errors.New("retry.max and retry.backoff_secs must not be negative")
+	}
+	if c.Staleness != nil {
+		switch c.Staleness.Mode {
+		case "", wire.StalenessCached, wire.StalenessUnchecked:
+		case wire.StalenessStrict:
+			if c.Staleness.MaxCacheAge <= 0 {
+				return c, errors.New("staleness mode strict needs a positive max_cache_age, e.g. \"10m\"")
+			}
+		default:
+			return c, fmt.Errorf("unknown staleness mode %q: expected cached, strict or unchecked", c.Staleness.Mode)
+		}
+	}
+	if c.ID == "" {
+		c.ID = wire.AdhocJobID
+	}
+	return c, nil
+}
+
+// recoverRequestID digs a usable request_id out of a payload that failed
+// validation, so the sender still gets an answer.
+func recoverRequestID(b []byte) string {
+	rid := recoverString(b, "request_id")
+	if !wire.ValidToken(rid) {
+		return ""
+	}
+	return rid
+}
+
+func recoverString(b []byte, keys ...string) string {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(b, &m) != nil {
+		return ""
+	}
+	for _, k := range keys {
+		var s string
+		if json.Unmarshal(m[k], &s) == nil && s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+// recover settles what the previous process left unfinished.
+func (a *Agent) recover() {
+	entries, err := a.ledger.Unfinished()
+	if err != nil {
+		a.log.Error("reading the admission ledger", "err", err)
+		return
+	}
+	for _, e := range entries {
+		switch e.State {
+		case ledger.Launching:
+			if a.outbox.Has(e.ResultID) {
+				// The outcome was queued before the crash; the drain
+				// marks it done once delivered.
+				continue
+			}
+			a.log.Warn("a command was running when the agent stopped; reporting outcome unknown", "request_id", e.RequestID, "exec_id", e.ExecID)
+			cmd, _ := decodeCommand(e.Command)
+			now := time.Now().UTC()
+			a.finish(wire.ExecResult{
+				ResultID:   e.ResultID,
+				RequestID:  e.RequestID,
+				ExecID:     e.ExecID,
+				JobID:      cmd.ID,
+				Version:    cmd.Version,
+				PCID:       a.cfg.ID,
+				ExitCode:   wire.ExitOutcomeUnknown,
+				Skipped:    true,
+				Stderr:     "[kanade] outcome unknown: the agent stopped (crash, power loss or kill) while this command was running; it was not run again\n",
+				FinishedAt: now,
+			})
+		case ledger.Admitted:
+			// Admitted but never launched: running it now is its first
+			// and only launch.
+			cmd, err := decodeCommand(e.Command)
+			if err != nil {
+				_ = a.ledger.Mark(e.RequestID, ledger.Done)
+				continue
+			}
+			a.log.Info("resuming a command admitted before the restart", "request_id", e.RequestID)
+			a.runs.Add(1)
+			go func() {
+				defer a.runs.Done()
+				a.execute(cmd, e.ResultID)
+			}()
+		}
+	}
+}
+
+// replayer runs, after each (re)connection, the newest command on each of
+// the agent's own subjects from stream EXEC. It reads them with direct
+// last-by-subject gets: no consumer, so no per-agent state on the server
+// (a durable consumer per agent hits the server's 1,000-consumer default
+// and makes a reconnect storm of 10,000 agents create 10,000 consumers).
+// The admission ledger turns everything already seen into a no-op.
+type replayer struct {
+	a *Agent
+}
+
+func newReplayer(a *Agent) *replayer { return &replayer{a: a} }
+
+func (r *replayer) loop(ctx context.Context) {
+	for {
+		wake := r.a.link.Reconnected()
+		if r.a.link.Connected() {
+			r.replay(ctx)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-wake:
+		}
+	}
+}
+
+func (r *replayer) replay(ctx context.Context) {
+	a := r.a
+	stream, err := retry.Forever(ctx, a.cfg.Retry, a.log, "stream "+wire.StreamExec, a.link.Reconnected, func(ctx context.Context) (jetstream.Stream, error) {
+		c, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		return a.js.Stream(c, wire.StreamExec)
+	})
+	if err != nil {
+		return
+	}
+	for _, subj := range a.ownSubjects() {
+		c, cancel := context.WithTimeout(ctx, 10*time.Second)
+		m, err := stream.GetLastMsgForSubject(c, subj)
+		cancel()
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			continue
+		case err != nil:
+			a.log.Warn("replay: reading the newest command", "subject", subj, "err", err)
+			continue
+		}
+		a.intake(m.Subject, m.Data, "replay")
+	}
+}
