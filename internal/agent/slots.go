@@ -72,4 +72,3 @@ func (s *slots) grantLocked() {
 		close(el.Value.(chan struct{}))
 	}
 }
-
