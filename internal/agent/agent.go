@@ -157,7 +157,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	var bg sync.WaitGroup
 	bgCtx, stopBg := context.WithCancel(context.Background())
 	defer stopBg()
-	bg.Go(func() { a.outbox.Run(bgCtx, &jsPublisher{js: a.js, objects: map[string]jetstream.ObjectStore{}}) })
+	bg.Go(func() { a.outbox.Run(bgCtx, a.publisher()) })
 	bg.Go(func() { a.wakeOutboxOnReconnect(bgCtx) })
 
 	subs, err := a.subscribe()
@@ -183,7 +183,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	bg.Wait()
 	if a.link.Connected() {
 		flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		a.outbox.Flush(flushCtx, &jsPublisher{js: a.js, objects: map[string]jetstream.ObjectStore{}})
+		a.outbox.Flush(flushCtx, a.publisher())
 		cancel()
 	}
 	_ = nc.Flush()
@@ -247,9 +247,13 @@ func (a *Agent) wakeOutboxOnReconnect(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-a.link.Reconnected():
-			a.outbox.Wake()
+			a.outbox.RetryNow()
 		}
 	}
+}
+
+func (a *Agent) publisher() *jsPublisher {
+	return &jsPublisher{nc: a.nc, js: a.js, objects: map[string]jetstream.ObjectStore{}}
 }
 
 func (a *Agent) pruneLoop(ctx context.Context) {

@@ -27,13 +27,24 @@ func startAgent(t *testing.T, id string, urls ...string) { startAgentB(t, id, ur
 
 func startAgentB(t testing.TB, id string, urls ...string) {
 	t.Helper()
-	a, err := agent.New(agent.Config{
-		ID:       id,
-		NATSURLs: urls,
-		DataDir:  t.TempDir(),
-		Version:  "test",
-		Logger:   slog.New(slog.DiscardHandler),
-	})
+	startAgentWith(t, agent.Config{ID: id, NATSURLs: urls})
+}
+
+// startAgentWith runs an in-process agent built from cfg, filling the
+// test defaults (temp data dir, version "test", discarded logs).
+func startAgentWith(t testing.TB, cfg agent.Config) {
+	t.Helper()
+	id := cfg.ID
+	if cfg.DataDir == "" {
+		cfg.DataDir = t.TempDir()
+	}
+	if cfg.Version == "" {
+		cfg.Version = "test"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	a, err := agent.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 
 // jsPublisher is the outbox's connection to JetStream.
 type jsPublisher struct {
+	nc *nats.Conn
 	js jetstream.JetStream
 
 	mu      sync.Mutex
@@ -26,6 +27,9 @@ type jsPublisher struct {
 }
 
 func (p *jsPublisher) Publish(ctx context.Context, subject, msgID string, data []byte) error {
+	if !p.nc.IsConnected() {
+		return outbox.ErrUnavailable
+	}
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 	if msgID != "" {
 		msg.Header.Set(wire.HeaderMsgID, msgID)
@@ -35,6 +39,9 @@ func (p *jsPublisher) Publish(ctx context.Context, subject, msgID string, data [
 }
 
 func (p *jsPublisher) Upload(ctx context.Context, bucket, key string, r io.Reader) error {
+	if !p.nc.IsConnected() {
+		return outbox.ErrUnavailable
+	}
 	p.mu.Lock()
 	obs, ok := p.objects[bucket]
 	p.mu.Unlock()

@@ -107,6 +107,7 @@ Then, from another terminal:
 	root.PersistentFlags().StringVarP(&a.server, "server", "s", def, "broker URL(s), comma-separated (env "+EnvServer+"); the token comes from "+EnvToken)
 	root.PersistentFlags().DurationVar(&a.connectTimeout, "connect-timeout", 5*time.Second, "how long to try to reach the broker")
 	root.AddCommand(a.runCmd(), a.pingCmd(), a.jetstreamCmd(), a.serverCmd(), a.versionCmd())
+	root.AddCommand(a.stopCmds()...)
 	return root
 }
 

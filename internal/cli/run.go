@@ -215,7 +215,7 @@ func (a *app) runMany(ctx context.Context, c *fleetclient.Client, ex *fleetclien
 	answered := map[string]bool{}
 	var expected map[string]bool
 	if f.output == "text" {
-		fmt.Fprintf(a.errOut, "request %s published; waiting up to %s\n", ex.Command.RequestID, f.wait)
+		fmt.Fprintf(a.errOut, "request %s (exec_id %s) published; waiting up to %s\n", ex.Command.RequestID, ex.Command.ExecID, f.wait)
 	}
 	complete := func() bool {
 		if expected == nil || len(expected) == 0 {

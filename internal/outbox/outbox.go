@@ -64,6 +64,12 @@ type Attachment struct {
 	Content []byte `json:"-"`
 }
 
+// ErrUnavailable, returned (wrapped) by a Publisher, means the broker
+// cannot be reached at all. Such an attempt is not counted against the
+// entry: a laptop that is offline for a week must not move its results to
+// stuck/. The drain pauses until the next Wake.
+var ErrUnavailable = errors.New("broker unavailable")
+
 // Publisher is the outbox's view of the broker.
 type Publisher interface {
 	// Publish sends data and returns when JetStream acknowledged it.
@@ -270,7 +276,18 @@ func (ob *Outbox) write(p string, b []byte, durable bool) error {
 	return os.WriteFile(p, b, 0o600)
 }
 
-// Wake asks the drain to try now (new entry, reconnect).
+// RetryNow makes every waiting entry due at once and wakes the drain: a
+// reconnection is news that makes earlier failures irrelevant.
+func (ob *Outbox) RetryNow() {
+	ob.mu.Lock()
+	for _, st := range ob.pending {
+		st.nextTry = time.Time{}
+	}
+	ob.mu.Unlock()
+	ob.Wake()
+}
+
+// Wake asks the drain to try the due entries now (new entry).
 func (ob *Outbox) Wake() {
 	select {
 	case ob.wake <- struct{}{}:
@@ -362,6 +379,10 @@ func (ob *Outbox) drainOnce(ctx context.Context, pub Publisher) time.Time {
 		err := ob.send(ctx, pub, name)
 		if err == nil {
 			continue
+		}
+		if errors.Is(err, ErrUnavailable) {
+			// Nothing else will get through either; wait for a Wake.
+			return time.Time{}
 		}
 		if errors.Is(err, errCorrupt) {
 			ob.log.Error("moving an undecodable entry to corrupt/", "file", name, "err", err)
