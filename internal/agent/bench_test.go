@@ -4,11 +4,13 @@ package agent_test
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/kanade-project/kanade/internal/agent"
 	"github.com/kanade-project/kanade/internal/broker/brokertest"
 	"github.com/kanade-project/kanade/internal/fleetclient"
 	"github.com/kanade-project/kanade/internal/wire"
@@ -44,6 +46,28 @@ func BenchmarkBareSpawn(b *testing.B) {
 func BenchmarkCommandRoundTrip(b *testing.B) {
 	srv := brokertest.Start(b)
 	startAgentB(b, "bench-pc", srv.URL())
+	benchRoundTrip(b, srv)
+}
+
+// BenchmarkCommandRoundTripTmpfs is the same with the agent's outbox and
+// ledger on tmpfs (/dev/shm), where fsync is free: the difference to
+// BenchmarkCommandRoundTrip is the price of the durability guarantees on
+// this machine's disk.
+func BenchmarkCommandRoundTripTmpfs(b *testing.B) {
+	if _, err := os.Stat("/dev/shm"); err != nil {
+		b.Skip("no /dev/shm")
+	}
+	dir, err := os.MkdirTemp("/dev/shm", "kanade-bench-")
+	if err != nil {
+		b.Skip(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(dir) })
+	srv := brokertest.Start(b)
+	startAgentWith(b, agent.Config{ID: "bench-pc", NATSURLs: []string{srv.URL()}, DataDir: dir})
+	benchRoundTrip(b, srv)
+}
+
+func benchRoundTrip(b *testing.B, srv *brokertest.Server) {
 	c, err := fleetclient.New(srv.Connect(b))
 	if err != nil {
 		b.Fatal(err)
