@@ -37,7 +37,7 @@ func (a *Agent) execute(c wire.Command, resultID string) {
 	}
 	ctx, cancel := context.WithCancelCause(a.runCtx)
 	defer cancel(nil)
-	unsub := a.armKill(c.ExecID, cancel)
+	unsub := a.armKill(c.ExecID, c.RequestID, cancel)
 	defer unsub()
 
 	skip := func(code int, reason string) {
@@ -153,7 +153,7 @@ func (a *Agent) execute(c wire.Command, resultID string) {
 // armKill subscribes to kill.<execID> and flushes, so that a kill sent
 // right after the command is not lost; the subscription is live before
 // anything runs.
-func (a *Agent) armKill(execID string, cancel context.CancelCauseFunc) func() {
+func (a *Agent) armKill(execID, requestID string, cancel context.CancelCauseFunc) func() {
 	sub, err := a.nc.Subscribe(wire.SubjectKill(execID), func(*nats.Msg) { cancel(errKilled) })
 	if err != nil {
 		a.log.Warn("cannot subscribe to kill; the run cannot be killed remotely", "exec_id", execID, "err", err)
@@ -164,6 +164,7 @@ func (a *Agent) armKill(execID string, cancel context.CancelCauseFunc) func() {
 			a.log.Debug("kill subscription not confirmed", "exec_id", execID, "err", err)
 		}
 	}
+	a.log.Debug("kill armed", "exec_id", execID, "request_id", requestID)
 	return func() { _ = sub.Unsubscribe() }
 }
 

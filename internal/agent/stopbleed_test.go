@@ -130,7 +130,7 @@ func TestKillAtEveryStage(t *testing.T) {
 
 	t.Run("during jitter", func(t *testing.T) {
 		p := start(t, c, "pc-k", wire.Command{Script: "echo never", JitterSecs: 3600})
-		waitFor(t, "admission", func() bool { return logs.logged("command admitted", p.ex.Command.RequestID) })
+		waitFor(t, "the kill latch", func() bool { return logs.logged("kill armed", p.ex.Command.RequestID) })
 		p.kill(t, c)
 		r := p.result(t)
 		if r.ExitCode != wire.ExitKilled || !strings.Contains(r.Stderr, "killed by operator during the jitter wait") || r.Stdout != "" {
@@ -145,7 +145,7 @@ func TestKillAtEveryStage(t *testing.T) {
 
 	t.Run("during the slot wait", func(t *testing.T) {
 		p := start(t, c, "pc-k", wire.Command{Script: "echo never"})
-		waitFor(t, "admission", func() bool { return logs.logged("command admitted", p.ex.Command.RequestID) })
+		waitFor(t, "the kill latch", func() bool { return logs.logged("kill armed", p.ex.Command.RequestID) })
 		p.kill(t, c)
 		r := p.result(t)
 		if r.ExitCode != wire.ExitKilled || !strings.Contains(r.Stderr, "while waiting for a run slot") {
@@ -262,6 +262,11 @@ func TestGatesSkipWithTheirExitCodes(t *testing.T) {
 func TestStrictStalenessFailsClosed(t *testing.T) {
 	srv := brokertest.Start(t)
 	logs := &logBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("agent log:\n%s", logs.String())
+		}
+	})
 	startAgentWith(t, agent.Config{ID: "pc-s", NATSURLs: []string{srv.URL()}, MaxConcurrent: 1,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	c := client(t, srv)
@@ -274,6 +279,7 @@ func TestStrictStalenessFailsClosed(t *testing.T) {
 	}
 	gate := filepath.Join(t.TempDir(), "go")
 	holder := start(t, c, "pc-s", wire.Command{Script: fmt.Sprintf("while [ ! -e %s ]; do sleep 0.05; done", gate)})
+	waitFor(t, "the holder to take the only slot", func() bool { return logs.logged("running command", holder.ex.Command.RequestID) })
 	waiting := start(t, c, "pc-s", wire.Command{ID: "inv", Version: "1", Script: "echo should-not-run", Staleness: strict})
 	noCache := start(t, c, "pc-s", wire.Command{ID: "never-seen", Version: "1", Script: "echo should-not-run", Staleness: &wire.Staleness{Mode: wire.StalenessCached}})
 	// Both are admitted and queued behind the holder before the outage.
@@ -285,6 +291,10 @@ func TestStrictStalenessFailsClosed(t *testing.T) {
 	if err := os.WriteFile(gate, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Both gates are decided while the broker is still away.
+	waitFor(t, "both skips", func() bool {
+		return logs.logged("command skipped", waiting.ex.Command.RequestID) && logs.logged("command skipped", noCache.ex.Command.RequestID)
+	})
 	srv.Restart()
 	if r := holder.result(t); r.ExitCode != 0 {
 		t.Fatalf("holder: %+v", r)
