@@ -20,6 +20,8 @@ package outbox
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,6 +35,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kanade-project/kanade/internal/atomicfile"
 )
@@ -67,7 +70,9 @@ type Attachment struct {
 // ErrUnavailable, returned (wrapped) by a Publisher, means the broker
 // cannot be reached at all. Such an attempt is not counted against the
 // entry: a laptop that is offline for a week must not move its results to
-// stuck/. The drain pauses until the next Wake.
+// stuck/. The drain pauses until the next Wake or RetryNow, or at the
+// latest until a backoff (BaseBackoff doubling to MaxBackoff) runs out, so
+// that a lost wake-up cannot park the queue.
 var ErrUnavailable = errors.New("broker unavailable")
 
 // Publisher is the outbox's view of the broker.
@@ -108,8 +113,11 @@ type Outbox struct {
 
 	mu      sync.Mutex
 	seq     uint64
-	pending map[string]*fileState // by file name
+	pending map[string]*fileState // by file name; a fileState is guarded by mu too
 	wake    chan struct{}
+
+	// outages counts consecutive ErrUnavailable passes; drain only.
+	outages int
 }
 
 type fileState struct {
@@ -185,6 +193,22 @@ func (ob *Outbox) recover() error {
 			ob.index(name)
 		}
 	}
+	// Attachment files are named <entry base>.att<n>; those of an entry
+	// that was never committed (a crash inside Enqueue) are garbage.
+	for _, de := range des {
+		name := de.Name()
+		i := strings.LastIndex(name, ".att")
+		if de.IsDir() || i < 0 || strings.HasPrefix(name, tmpPrefix) {
+			continue
+		}
+		base, n := name[:i], name[i+len(".att"):]
+		if _, err := strconv.Atoi(n); err != nil {
+			continue
+		}
+		if _, pending := ob.pending[base+entrySuffix]; !pending {
+			_ = os.Remove(filepath.Join(ob.dir, name))
+		}
+	}
 	return nil
 }
 
@@ -215,22 +239,37 @@ func parseSeq(name string) (uint64, bool) {
 	return s, err == nil
 }
 
+// safeNameMax bounds SafeName, keeping every outbox file name well under
+// the 255-byte limit of common file systems.
+const safeNameMax = 120
+
 // SafeName maps an id from a message to a file-name fragment: ids come from
-// the network and must never choose a path.
+// the network and must never choose a path. The result holds only
+// [A-Za-z0-9_~-] and differs for different ids (Has relies on it):
+// letters, digits, '-' and '_' stand for themselves, any other rune is "~"
+// and six hex digits, a byte that is not UTF-8 is "~~" and two; an id whose
+// encoding would exceed safeNameMax is cut and ends in "~~~" and a hash of
+// the whole id ("~~~" occurs in no uncut encoding).
 func SafeName(id string) string {
 	var b strings.Builder
-	for _, r := range id {
+	for i := 0; i < len(id) && b.Len() <= safeNameMax; {
+		r, size := utf8.DecodeRuneInString(id[i:])
 		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, "~~%02x", id[i])
 		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
 			b.WriteRune(r)
 		default:
-			fmt.Fprintf(&b, "~%x", r)
+			fmt.Fprintf(&b, "~%06x", r)
 		}
-		if b.Len() > 120 {
-			break
-		}
+		i += size
 	}
-	return b.String()
+	if b.Len() <= safeNameMax {
+		return b.String()
+	}
+	sum := sha256.Sum256([]byte(id))
+	h := hex.EncodeToString(sum[:16])
+	return b.String()[:safeNameMax-len("~~~")-len(h)] + "~~~" + h
 }
 
 // Enqueue stores e (durably unless e.BestEffort) and wakes the drain.
@@ -305,11 +344,13 @@ func (ob *Outbox) Depth() int {
 // Has reports whether an entry with msgID is waiting (crash recovery of the
 // admission ledger asks this).
 func (ob *Outbox) Has(msgID string) bool {
-	suffix := "_" + SafeName(msgID) + entrySuffix
+	// The whole id part of <seq>_<SafeName(id)>.json must match: a suffix
+	// match would find "b" in "a_b" (SafeName keeps '_').
+	want := SafeName(msgID) + entrySuffix
 	ob.mu.Lock()
 	defer ob.mu.Unlock()
 	for name := range ob.pending {
-		if strings.HasSuffix(name, suffix) {
+		if _, rest, ok := strings.Cut(name, "_"); ok && rest == want {
 			return true
 		}
 	}
@@ -364,25 +405,36 @@ func (ob *Outbox) drainOnce(ctx context.Context, pub Publisher) time.Time {
 		if ctx.Err() != nil {
 			return time.Time{}
 		}
+		// RetryNow writes nextTry from another goroutine: read and
+		// write a fileState under mu only.
 		ob.mu.Lock()
 		st, ok := ob.pending[name]
+		var nextTry time.Time
+		if ok {
+			nextTry = st.nextTry
+		}
 		ob.mu.Unlock()
 		if !ok {
 			continue
 		}
-		if now := time.Now(); st.nextTry.After(now) {
-			if next.IsZero() || st.nextTry.Before(next) {
-				next = st.nextTry
+		if nextTry.After(time.Now()) {
+			if next.IsZero() || nextTry.Before(next) {
+				next = nextTry
 			}
 			continue
 		}
 		err := ob.send(ctx, pub, name)
 		if err == nil {
+			ob.outages = 0
 			continue
 		}
 		if errors.Is(err, ErrUnavailable) {
-			// Nothing else will get through either; wait for a Wake.
-			return time.Time{}
+			// Nothing else will get through either: wait for a Wake
+			// (reconnect), or as a safety net for a backoff.
+			ob.outages++
+			d := backoff(ob.opts.BaseBackoff, ob.opts.MaxBackoff, ob.outages)
+			ob.log.Debug("broker unavailable; pausing the drain", "retry_in", d)
+			return time.Now().Add(d)
 		}
 		if errors.Is(err, errCorrupt) {
 			ob.log.Error("moving an undecodable entry to corrupt/", "file", name, "err", err)
@@ -392,30 +444,44 @@ func (ob *Outbox) drainOnce(ctx context.Context, pub Publisher) time.Time {
 		if ctx.Err() != nil {
 			return time.Time{}
 		}
+		ob.mu.Lock()
 		st.failures++
-		if st.failures >= ob.opts.StuckAfter {
-			ob.log.Error("giving up on an entry after repeated failures; moved to stuck/", "file", name, "failures", st.failures, "err", err)
+		failures := st.failures
+		d := backoff(ob.opts.BaseBackoff, ob.opts.MaxBackoff, failures)
+		nextTry = time.Now().Add(d)
+		st.nextTry = nextTry
+		ob.mu.Unlock()
+		if failures >= ob.opts.StuckAfter {
+			ob.log.Error("giving up on an entry after repeated failures; moved to stuck/", "file", name, "failures", failures, "err", err)
 			ob.move(name, "stuck")
 			continue
 		}
-		d := ob.opts.BaseBackoff << (st.failures - 1)
-		if d > ob.opts.MaxBackoff || d <= 0 {
-			d = ob.opts.MaxBackoff
-		}
-		st.nextTry = time.Now().Add(d)
-		if st.failures >= ob.opts.WarnAfter {
-			ob.log.Warn("entry keeps failing", "file", name, "failures", st.failures, "retry_in", d, "err", err)
+		if failures >= ob.opts.WarnAfter {
+			ob.log.Warn("entry keeps failing", "file", name, "failures", failures, "retry_in", d, "err", err)
 		} else {
-			ob.log.Debug("entry not sent; will retry", "file", name, "failures", st.failures, "retry_in", d, "err", err)
+			ob.log.Debug("entry not sent; will retry", "file", name, "failures", failures, "retry_in", d, "err", err)
 		}
-		if next.IsZero() || st.nextTry.Before(next) {
-			next = st.nextTry
+		if next.IsZero() || nextTry.Before(next) {
+			next = nextTry
 		}
 	}
 	return next
 }
 
 var errCorrupt = errors.New("corrupt outbox entry")
+
+// backoff is base doubled for each failure after the first, capped at max
+// (without the overflow of a plain shift when StuckAfter is large).
+func backoff(base, max time.Duration, failures int) time.Duration {
+	d := base
+	for i := 1; i < failures && d < max; i++ {
+		if d > max/2 {
+			return max
+		}
+		d *= 2
+	}
+	return min(d, max)
+}
 
 func (ob *Outbox) send(ctx context.Context, pub Publisher, name string) error {
 	p := filepath.Join(ob.dir, name)

@@ -43,6 +43,13 @@ func (p Policy) Delay(n int) time.Duration {
 // Failures are logged with what, at Debug for the first few and Warn after.
 func Forever[T any](ctx context.Context, p Policy, log *slog.Logger, what string, wake func() <-chan struct{}, fn func(context.Context) (T, error)) (T, error) {
 	for n := 1; ; n++ {
+		// Take the wake channel before the attempt: a reconnection while
+		// fn runs (often the reason it failed) must still cut the wait
+		// short, and a channel taken after fn would miss it.
+		var w <-chan struct{}
+		if wake != nil {
+			w = wake()
+		}
 		v, err := fn(ctx)
 		if err == nil {
 			if n > 1 {
@@ -60,10 +67,6 @@ func Forever[T any](ctx context.Context, p Policy, log *slog.Logger, what string
 			lvl = slog.LevelWarn
 		}
 		log.Log(ctx, lvl, "not available yet; retrying", "what", what, "attempt", n, "retry_in", d.Round(time.Millisecond), "err", err)
-		var w <-chan struct{}
-		if wake != nil {
-			w = wake()
-		}
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
