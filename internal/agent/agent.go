@@ -15,7 +15,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
+	"github.com/kanade-project/kanade/internal/configsync"
 	"github.com/kanade-project/kanade/internal/connstate"
+	"github.com/kanade-project/kanade/internal/fleetconfig"
 	"github.com/kanade-project/kanade/internal/ledger"
 	"github.com/kanade-project/kanade/internal/outbox"
 	"github.com/kanade-project/kanade/internal/retry"
@@ -68,6 +70,8 @@ type Agent struct {
 	gates   *gateCache
 	replays *replayer
 	hb      *heartbeats
+	cfgsync *configsync.Supervisor
+	gsubs   groupSubs
 
 	runs sync.WaitGroup
 	// runCtx is cancelled (with a cause) when the agent stops, killing
@@ -148,6 +152,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("agent: jetstream: %w", err)
 	}
 	a.replays = newReplayer(a)
+	defaults := fleetconfig.Defaults(a.cfg.MaxConcurrent)
+	defaults.HeartbeatInterval = wire.Duration(a.cfg.HeartbeatInterval)
+	a.cfgsync = configsync.New(configsync.Options{
+		PCID: a.cfg.ID, NC: nc, JS: a.js, Link: a.link, Logger: a.log, Retry: a.cfg.Retry,
+		Defaults: defaults,
+	})
+	a.gsubs.subs = map[string]*nats.Subscription{}
 
 	// Crash recovery comes before any new command: a request the previous
 	// process left "launching" must get its answer, not a second launch.
@@ -164,6 +175,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	bg.Go(func() { a.cfgsync.Run(bgCtx) })
+	bg.Go(func() { a.applyConfigLoop(bgCtx) })
 	bg.Go(func() { a.replays.loop(bgCtx) })
 	bg.Go(func() { a.hb.loop(bgCtx) })
 	bg.Go(func() { a.pruneLoop(bgCtx) })
@@ -274,7 +287,11 @@ func (a *Agent) pruneLoop(ctx context.Context) {
 // ownSubjects are the command subjects this agent listens to; replay reads
 // exactly these, never commands.>.
 func (a *Agent) ownSubjects() []string {
-	return []string{wire.SubjectCommandsAll, wire.SubjectCommandsPC(a.cfg.ID)}
+	out := []string{wire.SubjectCommandsAll, wire.SubjectCommandsPC(a.cfg.ID)}
+	for _, g := range a.gsubs.groups() {
+		out = append(out, wire.SubjectCommandsGroup(g))
+	}
+	return out
 }
 
 func (a *Agent) subscribe() ([]*nats.Subscription, error) {
@@ -290,10 +307,13 @@ func (a *Agent) subscribe() ([]*nats.Subscription, error) {
 		subs = append(subs, s)
 		return nil
 	}
-	for _, subj := range a.ownSubjects() {
+	for _, subj := range []string{wire.SubjectCommandsAll, wire.SubjectCommandsPC(a.cfg.ID)} {
 		if err := add(subj, a.onCommand); err != nil {
 			return nil, err
 		}
+	}
+	if err := add(wire.SubjectAgentConfig(a.cfg.ID), a.onConfigRequest); err != nil {
+		return nil, err
 	}
 	if err := add(wire.SubjectPing(a.cfg.ID), a.hb.onPing); err != nil {
 		return nil, err

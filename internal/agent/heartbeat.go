@@ -39,6 +39,7 @@ func (h *heartbeats) build() wire.Heartbeat {
 		Arch:         runtime.GOARCH,
 		MachineID:    h.machine,
 		OutboxDepth:  h.a.outbox.Depth(),
+		Groups:       h.a.gsubs.groups(),
 	}
 	h.mu.Lock()
 	rss, cpu, err := h.sampler.Sample()
@@ -62,19 +63,33 @@ func (h *heartbeats) publish() {
 	}
 }
 
-// loop publishes a heartbeat at once and then every interval until ctx ends.
+// loop publishes a heartbeat at once and then every heartbeat_interval
+// until ctx ends; a new interval from the fleet config takes effect at once
+// (the next beat is due one new interval after the last one).
 func (h *heartbeats) loop(ctx context.Context) {
 	h.publish()
-	t := time.NewTicker(h.a.cfg.HeartbeatInterval)
-	defer t.Stop()
+	last := time.Now()
 	for {
+		interval, changed := h.interval()
+		t := time.NewTimer(max(time.Until(last.Add(interval)), 0))
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
+		case <-changed:
+			t.Stop()
 		case <-t.C:
 			h.publish()
+			last = time.Now()
 		}
 	}
+}
+
+// interval is the configured cadence (the agent's own setting is the
+// default layer of the fleet config).
+func (h *heartbeats) interval() (time.Duration, <-chan struct{}) {
+	st, changed := h.a.cfgsync.State()
+	return st.Resolution.Effective.HeartbeatInterval.D(), changed
 }
 
 func (h *heartbeats) onPing(m *nats.Msg) {

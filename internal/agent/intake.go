@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -217,6 +218,30 @@ func (a *Agent) recover() {
 // The admission ledger turns everything already seen into a no-op.
 type replayer struct {
 	a *Agent
+
+	mu     sync.Mutex
+	handle jetstream.Stream
+}
+
+// stream returns the EXEC handle, acquiring it (forever, woken by
+// reconnects) the first time.
+func (r *replayer) stream(ctx context.Context) (jetstream.Stream, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.handle != nil {
+		return r.handle, nil
+	}
+	a := r.a
+	s, err := retry.Forever(ctx, a.cfg.Retry, a.log, "stream "+wire.StreamExec, a.link.Reconnected, func(ctx context.Context) (jetstream.Stream, error) {
+		c, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		return a.js.Stream(c, wire.StreamExec)
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.handle = s
+	return s, nil
 }
 
 func newReplayer(a *Agent) *replayer { return &replayer{a: a} }
@@ -237,15 +262,20 @@ func (r *replayer) loop(ctx context.Context) {
 
 func (r *replayer) replay(ctx context.Context) {
 	a := r.a
-	stream, err := retry.Forever(ctx, a.cfg.Retry, a.log, "stream "+wire.StreamExec, a.link.Reconnected, func(ctx context.Context) (jetstream.Stream, error) {
-		c, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		return a.js.Stream(c, wire.StreamExec)
-	})
+	r.replaySubjects(ctx, a.ownSubjects())
+}
+
+// replaySubjects offers the newest command on each subject to intake.
+func (r *replayer) replaySubjects(ctx context.Context, subjects []string) {
+	a := r.a
+	if !a.link.Connected() {
+		return // the next connection replays everything
+	}
+	stream, err := r.stream(ctx)
 	if err != nil {
 		return
 	}
-	for _, subj := range a.ownSubjects() {
+	for _, subj := range subjects {
 		c, cancel := context.WithTimeout(ctx, 10*time.Second)
 		m, err := stream.GetLastMsgForSubject(c, subj)
 		cancel()

@@ -62,6 +62,9 @@ type ConfigReport struct {
 	Problems  []ConfigProblem   `json:"problems,omitempty"`
 	// Synced is false until the agent has read its config from KV once.
 	Synced bool `json:"synced"`
+	// SyncError is the last failed read, cleared by the next success; the
+	// agent keeps its current config meanwhile.
+	SyncError string `json:"sync_error,omitempty"`
 	// Revisions maps each KV key the agent applied to its revision.
 	Revisions map[string]uint64 `json:"revisions,omitempty"`
 }
