@@ -108,6 +108,7 @@ Then, from another terminal:
 	root.PersistentFlags().DurationVar(&a.connectTimeout, "connect-timeout", 5*time.Second, "how long to try to reach the broker")
 	root.AddCommand(a.runCmd(), a.pingCmd(), a.jetstreamCmd(), a.serverCmd(), a.versionCmd())
 	root.AddCommand(a.stopCmds()...)
+	root.AddCommand(a.configCmd(), a.agentCmd())
 	return root
 }
 

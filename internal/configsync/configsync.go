@@ -23,6 +23,7 @@
 package configsync
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -79,7 +80,7 @@ type Supervisor struct {
 
 	mu        sync.Mutex
 	syncError string
-	dirty     map[string]bool // keys notified since the last look
+	dirty     map[string]notice // keys notified since the last look
 	wake      chan struct{}
 	subs      map[string]*nats.Subscription
 	synced    bool
@@ -114,7 +115,7 @@ func New(o Options) *Supervisor {
 	s := &Supervisor{
 		o:           o,
 		log:         o.Logger.With("component", "config"),
-		dirty:       map[string]bool{},
+		dirty:       map[string]notice{},
 		wake:        make(chan struct{}, 1),
 		subs:        map[string]*nats.Subscription{},
 		streams:     map[string]*bucketStream{},
@@ -225,7 +226,9 @@ func (s *Supervisor) subscribe(subject string) {
 	if _, ok := s.subs[subject]; ok {
 		return
 	}
-	sub, err := s.o.NC.Subscribe(subject, func(m *nats.Msg) { s.notified(m.Subject) })
+	sub, err := s.o.NC.Subscribe(subject, func(m *nats.Msg) {
+		s.notified(m.Subject, notice{data: m.Data, deleted: isDelete(m.Header.Get("KV-Operation"))})
+	})
 	if err != nil {
 		s.log.Warn("cannot subscribe to config changes", "subject", subject, "err", err)
 		return
@@ -251,9 +254,18 @@ func (s *Supervisor) unsubscribeAll() {
 	}
 }
 
-func (s *Supervisor) notified(subject string) {
+// notice is what a core notification carried: the newest value at the
+// time of the write, but without its revision.
+type notice struct {
+	data    []byte
+	deleted bool
+}
+
+func isDelete(op string) bool { return op == "DEL" || op == "PURGE" }
+
+func (s *Supervisor) notified(subject string, n notice) {
 	s.mu.Lock()
-	s.dirty[subject] = true
+	s.dirty[subject] = n
 	s.mu.Unlock()
 	select {
 	case s.wake <- struct{}{}:
@@ -265,15 +277,15 @@ func (s *Supervisor) notified(subject string) {
 func (s *Supervisor) applyNotified(ctx context.Context) error {
 	s.mu.Lock()
 	dirty := s.dirty
-	s.dirty = map[string]bool{}
+	s.dirty = map[string]notice{}
 	s.mu.Unlock()
-	for subj := range dirty {
+	for subj, n := range dirty {
 		rest := strings.TrimPrefix(subj, "$KV.")
 		bucket, key, ok := strings.Cut(rest, ".")
 		if !ok {
 			continue
 		}
-		r, err := s.get(ctx, bucket, key)
+		r, err := s.getNoticed(ctx, bucket, key, n)
 		if err != nil {
 			return err
 		}
@@ -351,6 +363,33 @@ func (s *Supervisor) readGroupLayers(ctx context.Context) error {
 		s.apply(r)
 	}
 	return nil
+}
+
+// getNoticed reads a key after a notification. Core subscribers see a KV
+// write before the stream has stored it, so an immediate get may still
+// return the previous revision: retry briefly until the get shows the
+// noticed value or something newer than what is applied.
+func (s *Supervisor) getNoticed(ctx context.Context, bucket, key string, n notice) (read, error) {
+	mark := s.marks[bucket+"/"+key]
+	delay := 5 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		r, err := s.get(ctx, bucket, key)
+		if err != nil {
+			return r, err
+		}
+		same := r.found && r.deleted == n.deleted && (n.deleted || bytes.Equal(r.data, n.data))
+		if same || r.rev > mark || attempt >= 10 {
+			return r, nil
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return r, ctx.Err()
+		case <-t.C:
+		}
+		delay = min(delay*2, 200*time.Millisecond)
+	}
 }
 
 // read is the outcome of one get.

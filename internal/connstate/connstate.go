@@ -16,13 +16,14 @@ type Tracker struct {
 	connected    bool
 	disconnected time.Time // when the link went down; zero while connected
 	reconnect    chan struct{}
+	disconnect   chan struct{}
 	now          func() time.Time
 }
 
 // New returns a tracker that starts disconnected (since now): the agent
 // has seen nothing from the broker yet.
 func New() *Tracker {
-	return &Tracker{disconnected: time.Now(), reconnect: make(chan struct{}), now: time.Now}
+	return &Tracker{disconnected: time.Now(), reconnect: make(chan struct{}), disconnect: make(chan struct{}), now: time.Now}
 }
 
 // SetConnected records a (re)connection and wakes every waiter.
@@ -47,6 +48,15 @@ func (t *Tracker) SetDisconnected() {
 	}
 	t.connected = false
 	t.disconnected = t.now()
+	close(t.disconnect)
+	t.disconnect = make(chan struct{})
+}
+
+// Disconnected returns a channel closed at the next loss of the link.
+func (t *Tracker) Disconnected() <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.disconnect
 }
 
 // Connected reports the current state.

@@ -121,7 +121,13 @@ func (f Field) decode(raw json.RawMessage) (value, error) {
 			return v, fmt.Errorf("%s must be true or false", f.Name)
 		}
 	case KindInt:
+		// json.Number also accepts a JSON string holding a number ("4"),
+		// which is the wrong type for an int field (ConfigScope has *int):
+		// refuse it like any other wrong type.
 		var n json.Number
+		if t := bytes.TrimSpace(raw); len(t) > 0 && t[0] == '"' {
+			return v, fmt.Errorf("%s must be a whole number, not a string", f.Name)
+		}
 		if err := json.Unmarshal(raw, &n); err != nil {
 			return v, fmt.Errorf("%s must be a whole number", f.Name)
 		}
