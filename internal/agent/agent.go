@@ -22,6 +22,8 @@ import (
 	"github.com/kanade-project/kanade/internal/outbox"
 	"github.com/kanade-project/kanade/internal/retry"
 	"github.com/kanade-project/kanade/internal/runner"
+	"github.com/kanade-project/kanade/internal/selfupdate"
+	"github.com/kanade-project/kanade/internal/signing"
 	"github.com/kanade-project/kanade/internal/wire"
 )
 
@@ -54,7 +56,27 @@ type Config struct {
 	// Retry is the schedule for acquiring JetStream resources; default
 	// retry.Default().
 	Retry retry.Policy
+	// SelfUpdate enables following target_version; nil disables it (tests,
+	// the fleet simulator).
+	SelfUpdate *SelfUpdate
 }
+
+// SelfUpdate configures the self-updater.
+type SelfUpdate struct {
+	// Exe is the running executable to replace.
+	Exe string
+	// ReleaseKeys are the release keys this endpoint trusts (from its own
+	// config or registry, never from KV); empty accepts unsigned releases.
+	ReleaseKeys *signing.Ring
+	// HealthyAfter defaults to 30 s.
+	HealthyAfter time.Duration
+	// OnDownload is a test hook.
+	OnDownload func(version string)
+}
+
+// ErrRestart is returned by Run when the agent stops to be restarted by its
+// service manager (a new binary was swapped in).
+var ErrRestart = errors.New("agent: restart requested")
 
 // Agent is one running endpoint daemon.
 type Agent struct {
@@ -80,6 +102,10 @@ type Agent struct {
 	cancelRun context.CancelCauseFunc
 	// stopped is closed when the agent is shutting down.
 	stopped chan struct{}
+	// restart is closed when the updater asks for a restart.
+	restart     chan struct{}
+	restartOnce sync.Once
+	updater     *selfupdate.Updater
 }
 
 // New validates cfg and returns an Agent ready to Run.
@@ -111,7 +137,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Retry.Min <= 0 {
 		cfg.Retry = retry.Default()
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger.With("pc_id", cfg.ID), stopped: make(chan struct{})}
+	a := &Agent{cfg: cfg, log: cfg.Logger.With("pc_id", cfg.ID), stopped: make(chan struct{}), restart: make(chan struct{})}
 	a.hb = newHeartbeats(a)
 	a.slots = newSlots(cfg.MaxConcurrent)
 	return a, nil
@@ -159,6 +185,15 @@ func (a *Agent) Run(ctx context.Context) error {
 		Defaults: defaults,
 	})
 	a.gsubs.subs = map[string]*nats.Subscription{}
+	if su := a.cfg.SelfUpdate; su != nil {
+		a.updater = selfupdate.New(selfupdate.Options{
+			Version: a.cfg.Version, GOOS: runtime.GOOS, GOARCH: runtime.GOARCH,
+			Exe: su.Exe, StagingDir: filepath.Join(a.cfg.DataDir, "staging"),
+			JS: a.js, Link: a.link, Logger: a.log, Ring: su.ReleaseKeys,
+			Target: a.updateTarget, Obs: a.queueObs, Restart: a.requestRestart,
+			HealthyAfter: su.HealthyAfter, Retry: a.cfg.Retry, OnDownload: su.OnDownload,
+		})
+	}
 
 	// Crash recovery comes before any new command: a request the previous
 	// process left "launching" must get its answer, not a second launch.
@@ -180,10 +215,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	bg.Go(func() { a.replays.loop(bgCtx) })
 	bg.Go(func() { a.hb.loop(bgCtx) })
 	bg.Go(func() { a.pruneLoop(bgCtx) })
+	if a.updater != nil {
+		bg.Go(func() { a.updater.Run(bgCtx) })
+	}
 	a.log.Info("agent started", "version", a.cfg.Version, "servers", a.cfg.NATSURLs, "max_concurrent", a.cfg.MaxConcurrent)
 
-	<-ctx.Done()
-	a.log.Info("agent stopping")
+	restarting := false
+	select {
+	case <-ctx.Done():
+	case <-a.restart:
+		restarting = true
+	}
+	a.log.Info("agent stopping", "restart", restarting)
 	close(a.stopped)
 	for _, s := range subs {
 		_ = s.Unsubscribe()
@@ -200,7 +243,24 @@ func (a *Agent) Run(ctx context.Context) error {
 		cancel()
 	}
 	_ = nc.Flush()
+	if restarting {
+		return ErrRestart
+	}
 	return nil
+}
+
+// requestRestart makes Run return ErrRestart (the new binary is in place).
+func (a *Agent) requestRestart() { a.restartOnce.Do(func() { close(a.restart) }) }
+
+// updateTarget feeds the updater from the fleet config. Until the first
+// full read it reports no target, so a boot never acts on defaults.
+func (a *Agent) updateTarget() (string, time.Duration, <-chan struct{}) {
+	st, changed := a.cfgsync.State()
+	if !st.Synced {
+		return "", 0, changed
+	}
+	e := st.Resolution.Effective
+	return e.TargetVersion, e.TargetVersionJitter.D(), changed
 }
 
 func (a *Agent) connect() (*nats.Conn, error) {

@@ -41,6 +41,9 @@ func (h *heartbeats) build() wire.Heartbeat {
 		OutboxDepth:  h.a.outbox.Depth(),
 		Groups:       h.a.gsubs.groups(),
 	}
+	if h.a.updater != nil {
+		hb.QuarantinedVersions = h.a.updater.Quarantined()
+	}
 	h.mu.Lock()
 	rss, cpu, err := h.sampler.Sample()
 	h.mu.Unlock()

@@ -16,10 +16,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/kanade-project/kanade/internal/hostinfo"
+	"github.com/kanade-project/kanade/internal/signing"
 	"github.com/kanade-project/kanade/internal/wire"
 )
 
@@ -31,8 +33,29 @@ const EnvToken = "KANADE_NATS_TOKEN"
 
 // Config is the content of agent.toml.
 type Config struct {
-	Agent Agent `toml:"agent"`
-	Log   Log   `toml:"log"`
+	Agent    Agent    `toml:"agent"`
+	Log      Log      `toml:"log"`
+	Security Security `toml:"security"`
+	Update   Update   `toml:"update"`
+}
+
+// Security is the [security] table. Trust lives only here (or in the
+// Windows registry), never in KV: whoever can write KV must not be able to
+// make endpoints accept their binaries.
+type Security struct {
+	// ReleaseKeysFile lists the release public keys the agent accepts
+	// updates from; empty (and no registry value) accepts unsigned
+	// releases on their digest alone.
+	ReleaseKeysFile string `toml:"release_keys_file"`
+}
+
+// Update is the [update] table.
+type Update struct {
+	// HealthyAfter is how long a new version must stay connected before it
+	// becomes the last-good binary (default 30s).
+	HealthyAfter string `toml:"healthy_after"`
+	// Disabled turns self-update off on this endpoint.
+	Disabled bool `toml:"disabled"`
 }
 
 // Agent is the [agent] table.
@@ -66,7 +89,17 @@ data_dir = '%s'
 level = "info"
 # empty: standard error
 path = '%s'
-`, hostinfo.Hostname(), DefaultDataDir(), filepath.Join(DefaultLogDir(), "agent.log"))
+
+[security]
+# release public keys (kanade release-key generate); empty: accept unsigned
+release_keys_file = '%s'
+
+[update]
+# how long a new version must stay connected before it is trusted
+healthy_after = "30s"
+# true: never self-update this endpoint
+disabled = false
+`, hostinfo.Hostname(), DefaultDataDir(), filepath.Join(DefaultLogDir(), "agent.log"), filepath.Join(filepath.Dir(DefaultPath()), "release-keys.pub"))
 }
 
 // Help is appended to every load error: it lists every way to fix it.
@@ -149,6 +182,12 @@ func (c *Config) fill() error {
 	if c.Agent.DataDir == "" {
 		c.Agent.DataDir = DefaultDataDir()
 	}
+	if c.Update.HealthyAfter == "" {
+		c.Update.HealthyAfter = "30s"
+	}
+	if d, err := wire.ParseDuration(c.Update.HealthyAfter); err != nil || d < time.Second {
+		return fmt.Errorf("[update] healthy_after %q: expected a duration of at least 1s, like \"30s\"", c.Update.HealthyAfter)
+	}
 	switch strings.ToLower(c.Log.Level) {
 	case "":
 		c.Log.Level = "info"
@@ -169,4 +208,35 @@ func Token() (string, error) {
 		return t, nil
 	}
 	return os.Getenv(EnvToken), nil
+}
+
+// HealthyAfter returns [update] healthy_after (validated by Parse).
+func (c *Config) HealthyAfter() time.Duration {
+	d, _ := wire.ParseDuration(c.Update.HealthyAfter)
+	return d
+}
+
+// ReleaseKeys returns the release key ring: the registry value on Windows
+// when present, else [security] release_keys_file, else an empty ring. A
+// configured file that cannot be read or parsed is an error: silently
+// trusting nothing would accept unsigned binaries.
+func (c *Config) ReleaseKeys() (*signing.Ring, string, error) {
+	if text, ok, err := platformReleaseKeys(); err != nil {
+		return nil, "", err
+	} else if ok {
+		r, err := signing.ParseRing([]byte(text), signing.PurposeRelease)
+		if err != nil {
+			return nil, "", fmt.Errorf("release keys in the registry: %w", err)
+		}
+		return r, "registry", nil
+	}
+	if c.Security.ReleaseKeysFile == "" {
+		r, _ := signing.ParseRing(nil, signing.PurposeRelease)
+		return r, "", nil
+	}
+	r, err := signing.LoadRing(c.Security.ReleaseKeysFile, signing.PurposeRelease)
+	if err != nil {
+		return nil, "", fmt.Errorf("[security] release_keys_file: %w", err)
+	}
+	return r, c.Security.ReleaseKeysFile, nil
 }

@@ -14,3 +14,5 @@ func DefaultLogDir() string { return "/var/log/kanade" }
 func platformToken() (string, bool, error) { return "", false, nil }
 
 func tokenHelpSuffix() string { return " (or a root-only EnvironmentFile of the systemd unit)" }
+
+func platformReleaseKeys() (string, bool, error) { return "", false, nil }

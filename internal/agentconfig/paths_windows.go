@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/windows/registry"
 )
@@ -68,4 +69,29 @@ func registryToken(root registry.Key, rootName, path string) (string, bool, erro
 
 func tokenHelpSuffix() string {
 	return ` or, first, the registry value HKLM\SOFTWARE\Kanade\Agent\NatsToken`
+}
+
+// platformReleaseKeys reads the release key ring from the REG_MULTI_SZ (or
+// REG_SZ) value ReleaseKeys of HKLM\SOFTWARE\Kanade\Agent: one key line per
+// string. Deployment tools set it alongside the token.
+func platformReleaseKeys() (string, bool, error) {
+	k, err := registry.OpenKey(registry.LOCAL_MACHINE, tokenKey, registry.QUERY_VALUE|registry.WOW64_64KEY)
+	if errors.Is(err, registry.ErrNotExist) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("reading release keys from HKLM\\%s: %w", tokenKey, err)
+	}
+	defer k.Close()
+	if lines, _, err := k.GetStringsValue("ReleaseKeys"); err == nil {
+		return strings.Join(lines, "\n"), len(lines) > 0, nil
+	}
+	v, _, err := k.GetStringValue("ReleaseKeys")
+	if errors.Is(err, registry.ErrNotExist) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("reading HKLM\\%s\\ReleaseKeys: %w", tokenKey, err)
+	}
+	return v, v != "", nil
 }
