@@ -5,15 +5,18 @@ package agentcmd
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 
 	"github.com/kanade-project/kanade/internal/agent"
 	"github.com/kanade-project/kanade/internal/agentconfig"
 	"github.com/kanade-project/kanade/internal/buildinfo"
 	"github.com/kanade-project/kanade/internal/logging"
+	"github.com/kanade-project/kanade/internal/selfupdate"
 	"github.com/kanade-project/kanade/internal/service"
 )
 
@@ -29,6 +32,9 @@ const (
 
 // Main runs the agent command line and returns the process exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "service" {
+		return serviceMain(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("kanade-agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "path of agent.toml (default: $"+agentconfig.EnvConfig+", then "+agentconfig.DefaultPath()+")")
@@ -39,6 +45,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 Usage:
   kanade-agent [--config FILE]   run (as the Windows service %s when started by the SCM)
   kanade-agent --version         print the version
+  kanade-agent service …         install|uninstall|start|stop|status the service (see kanade-agent service --help)
 
 Flags:
 `, buildinfo.Version, service.Name)
@@ -60,6 +67,29 @@ Flags:
 		return ExitConfig
 	}
 
+	// The boot sentinel comes first, before the config file or the network:
+	// a new version that fails anywhere later in its start-up must still be
+	// counted, or it could never be rolled back.
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(stderr, "kanade-agent: cannot locate its own executable: %v\n", err)
+		return ExitError
+	}
+	bootLog := slog.New(slog.NewTextHandler(stderr, nil))
+	boot, err := selfupdate.Boot(exe, buildinfo.Version, bootLog)
+	bootOK := err == nil
+	if err != nil {
+		// Updates cannot be trusted without the sentinel, but the agent
+		// still runs: a broken update state must not brick the endpoint.
+		bootLog.Error("self-update boot check failed; self-update disabled for this run", "err", err)
+	} else if boot.Rollback {
+		return ExitRestart
+	}
+	if buildinfo.FaultInjection == "exit-after-boot-check" {
+		bootLog.Error("fault injection: exiting after the boot check (test build)")
+		return ExitError
+	}
+
 	path := agentconfig.Resolve(*configPath)
 	cfg, err := agentconfig.Load(path)
 	if err != nil {
@@ -78,24 +108,40 @@ Flags:
 		logger.Error("reading the NATS token", "err", err)
 		return ExitConfig
 	}
+	var update *agent.SelfUpdate
+	if bootOK && !cfg.Update.Disabled {
+		ring, source, rerr := cfg.ReleaseKeys()
+		if rerr != nil {
+			logger.Error("cannot load the release keys; self-update disabled (fix the file, then restart)", "err", rerr)
+		} else {
+			logger.Info("self-update enabled", "release_keys", ring.Len(), "keys_from", source)
+			update = &agent.SelfUpdate{Exe: exe, ReleaseKeys: ring, HealthyAfter: cfg.HealthyAfter()}
+		}
+	}
 	if err := os.MkdirAll(cfg.Agent.DataDir, 0o700); err != nil {
 		logger.Error("creating the data dir", "dir", cfg.Agent.DataDir, "err", err)
 		return ExitError
 	}
 	a, err := agent.New(agent.Config{
-		ID:       cfg.Agent.ID,
-		NATSURLs: cfg.Agent.NATSURLs,
-		Token:    token,
-		DataDir:  cfg.Agent.DataDir,
-		Version:  buildinfo.Version,
-		Logger:   logger,
+		ID:         cfg.Agent.ID,
+		NATSURLs:   cfg.Agent.NATSURLs,
+		Token:      token,
+		DataDir:    cfg.Agent.DataDir,
+		Version:    buildinfo.Version,
+		Logger:     logger,
+		SelfUpdate: update,
 	})
 	if err != nil {
 		logger.Error("invalid agent config", "err", err)
 		return ExitConfig
 	}
 	return service.Run(func(ctx context.Context) int {
-		if err := a.Run(ctx); err != nil {
+		err := a.Run(ctx)
+		switch {
+		case errors.Is(err, agent.ErrRestart):
+			logger.Info("exiting for the service manager to start the new binary", "exit_code", ExitRestart)
+			return ExitRestart
+		case err != nil:
 			logger.Error("agent stopped with an error", "err", err)
 			return ExitError
 		}
