@@ -18,6 +18,7 @@ import (
 	"github.com/kanade-project/kanade/internal/configsync"
 	"github.com/kanade-project/kanade/internal/connstate"
 	"github.com/kanade-project/kanade/internal/fleetconfig"
+	"github.com/kanade-project/kanade/internal/inventory"
 	"github.com/kanade-project/kanade/internal/ledger"
 	"github.com/kanade-project/kanade/internal/outbox"
 	"github.com/kanade-project/kanade/internal/retry"
@@ -59,6 +60,9 @@ type Config struct {
 	// SelfUpdate enables following target_version; nil disables it (tests,
 	// the fleet simulator).
 	SelfUpdate *SelfUpdate
+	// Inventory collects the host's inventory; default inventory.New for
+	// this platform.
+	Inventory inventory.Collector
 }
 
 // SelfUpdate configures the self-updater.
@@ -106,6 +110,7 @@ type Agent struct {
 	restart     chan struct{}
 	restartOnce sync.Once
 	updater     *selfupdate.Updater
+	inv         *inventoryState
 }
 
 // New validates cfg and returns an Agent ready to Run.
@@ -137,6 +142,9 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Retry.Min <= 0 {
 		cfg.Retry = retry.Default()
 	}
+	if cfg.Inventory == nil {
+		cfg.Inventory = inventory.New(inventory.Sources{})
+	}
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("pc_id", cfg.ID), stopped: make(chan struct{}), restart: make(chan struct{})}
 	a.hb = newHeartbeats(a)
 	a.slots = newSlots(cfg.MaxConcurrent)
@@ -166,6 +174,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.Info("pruned expired ledger entries", "count", n)
 	}
 	a.link = connstate.New()
+	a.inv = newInventoryState(a.cfg.DataDir)
 	a.gates = newGateCache()
 
 	nc, err := a.connect()
@@ -215,6 +224,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	bg.Go(func() { a.replays.loop(bgCtx) })
 	bg.Go(func() { a.hb.loop(bgCtx) })
 	bg.Go(func() { a.pruneLoop(bgCtx) })
+	bg.Go(func() { a.inventoryLoop(bgCtx) })
+	bg.Go(func() { a.hostPerfLoop(bgCtx) })
 	if a.updater != nil {
 		bg.Go(func() { a.updater.Run(bgCtx) })
 	}
@@ -374,6 +385,11 @@ func (a *Agent) subscribe() ([]*nats.Subscription, error) {
 	}
 	if err := add(wire.SubjectAgentConfig(a.cfg.ID), a.onConfigRequest); err != nil {
 		return nil, err
+	}
+	for _, subj := range []string{wire.SubjectInventoryRefresh(a.cfg.ID), wire.SubjectInventoryRefreshAll} {
+		if err := add(subj, a.onInventoryRefresh); err != nil {
+			return nil, err
+		}
 	}
 	if err := add(wire.SubjectPing(a.cfg.ID), a.hb.onPing); err != nil {
 		return nil, err

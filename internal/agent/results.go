@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"sync"
 	"time"
 
@@ -93,8 +94,11 @@ func (a *Agent) finish(res wire.ExecResult) {
 	a.enqueueRetrying(e, "request_id", res.RequestID)
 }
 
-// onSent records a delivered result in the ledger.
+// onSent records delivered results (ledger) and inventory sections.
 func (a *Agent) onSent(e outbox.Entry) error {
+	if e.Kind == "inventory" {
+		return a.onInventorySent(e)
+	}
 	if e.Kind != "result" || e.Ref == "" {
 		return nil
 	}
@@ -149,4 +153,13 @@ func (a *Agent) queueObs(kind, recordID string, payload any) {
 		return
 	}
 	a.enqueueRetrying(outbox.Entry{Kind: "obs", Subject: wire.SubjectObs(a.cfg.ID), MsgID: "obs-" + a.cfg.ID + "-" + recordID, Data: b})
+}
+
+// readFileIfExists returns nil, nil for a missing file.
+func readFileIfExists(p string) ([]byte, error) {
+	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return b, err
 }

@@ -50,10 +50,11 @@ func Fields() []Field {
 		{Name: "target_version", Kind: KindVersion, Default: "(unset: keep the running version)", Help: "agent version the PCs should run (self-update)"},
 		{Name: "target_version_jitter", Kind: KindDuration, Default: "10m", Help: "random delay before an agent starts an update", Max: 7 * 24 * time.Hour},
 		{Name: "heartbeat_interval", Kind: KindDuration, Default: "30s", Help: "how often agents send a heartbeat", Min: time.Second, Max: time.Hour},
-		{Name: "inventory_interval", Kind: KindDuration, Default: "24h", Help: "how often agents collect inventory", Min: time.Minute, Max: 30 * 24 * time.Hour},
+		{Name: "inventory_interval", Kind: KindDuration, Default: "24h", Help: "how often agents collect inventory", Min: 10 * time.Second, Max: 30 * 24 * time.Hour},
 		{Name: "inventory_jitter", Kind: KindDuration, Default: "10m", Help: "random delay before the first inventory run", Max: 24 * time.Hour},
 		{Name: "inventory_enabled", Kind: KindBool, Default: "true", Help: "collect and publish inventory"},
 		{Name: "max_local_concurrent", Kind: KindInt, Default: "CPU count", Help: "scripts an agent runs at once", MinInt: 1},
+		{Name: "host_perf_interval", Kind: KindDuration, Default: "60s", Help: "how often agents send host performance samples", Min: 10 * time.Second, Max: time.Hour},
 	}
 }
 
@@ -255,6 +256,7 @@ func Defaults(numCPU int) wire.EffectiveConfig {
 		InventoryJitter:     wire.Duration(10 * time.Minute),
 		InventoryEnabled:    true,
 		MaxLocalConcurrent:  max(numCPU, 1),
+		HostPerfInterval:    wire.Duration(time.Minute),
 	}
 }
 
@@ -318,6 +320,8 @@ func apply(e *wire.EffectiveConfig, f Field, v value) {
 		e.InventoryEnabled = v.b
 	case "max_local_concurrent":
 		e.MaxLocalConcurrent = v.n
+	case "host_perf_interval":
+		e.HostPerfInterval = wire.Duration(v.d)
 	}
 }
 
@@ -338,6 +342,8 @@ func set(e *wire.EffectiveConfig, f Field, src wire.EffectiveConfig) {
 		e.InventoryEnabled = src.InventoryEnabled
 	case "max_local_concurrent":
 		e.MaxLocalConcurrent = src.MaxLocalConcurrent
+	case "host_perf_interval":
+		e.HostPerfInterval = src.HostPerfInterval
 	}
 }
 

@@ -97,6 +97,7 @@ func TestResolveDefaultsOnly(t *testing.T) {
 		InventoryJitter:     wire.Duration(10 * time.Minute),
 		InventoryEnabled:    true,
 		MaxLocalConcurrent:  6,
+		HostPerfInterval:    wire.Duration(time.Minute),
 	}
 	if res.Effective != want {
 		t.Errorf("effective = %+v, want %+v", res.Effective, want)
@@ -130,6 +131,7 @@ func TestResolveSourcesNameTheLayer(t *testing.T) {
 		"inventory_jitter":      "group:canary",
 		"inventory_enabled":     "default",
 		"max_local_concurrent":  "pc",
+		"host_perf_interval":    "default",
 	}
 	if !reflect.DeepEqual(res.Sources, want) {
 		t.Errorf("sources = %v, want %v", res.Sources, want)
@@ -200,7 +202,7 @@ func TestResolveBadValuesFallBackToDefault(t *testing.T) {
 		{"negative duration over a valid global", input{global: `{"heartbeat_interval":"1m"}`, groups: [][2]string{{"a", `{"heartbeat_interval":"-5s"}`}}}, "heartbeat_interval", "30s", "default", []problem{{"group:a", "heartbeat_interval"}}, "negative"},
 		{"heartbeat 0s below Min over a valid global", input{global: `{"heartbeat_interval":"1m"}`, pc: `{"heartbeat_interval":"0s"}`}, "heartbeat_interval", "30s", "default", []problem{{"pc", "heartbeat_interval"}}, "at least 1s"},
 		{"heartbeat above Max over a valid group", input{groups: [][2]string{{"a", `{"heartbeat_interval":"2m"}`}}, pc: `{"heartbeat_interval":"2h"}`}, "heartbeat_interval", "30s", "default", []problem{{"pc", "heartbeat_interval"}}, "at most 1h"},
-		{"inventory_interval below Min", input{global: `{"inventory_interval":"30s"}`}, "inventory_interval", "24h", "default", []problem{{"global", "inventory_interval"}}, "at least 1m"},
+		{"inventory_interval below Min", input{global: `{"inventory_interval":"5s"}`}, "inventory_interval", "24h", "default", []problem{{"global", "inventory_interval"}}, "at least 10s"},
 		{"target_version_jitter above Max (8d)", input{global: `{"target_version_jitter":"8d"}`}, "target_version_jitter", "10m", "default", []problem{{"global", "target_version_jitter"}}, "at most"},
 		{"inventory_jitter above Max", input{global: `{"inventory_jitter":"25h"}`}, "inventory_jitter", "10m", "default", []problem{{"global", "inventory_jitter"}}, "at most"},
 		{"max_local_concurrent 0 over a valid global", input{global: `{"max_local_concurrent":3}`, pc: `{"max_local_concurrent":0}`}, "max_local_concurrent", "7", "default", []problem{{"pc", "max_local_concurrent"}}, "at least 1"},
@@ -410,7 +412,7 @@ func TestValidate(t *testing.T) {
 		{"heartbeat_interval", "0s", "at least 1s"},
 		{"heartbeat_interval", "2h", "at most 1h"},
 		{"heartbeat_interval", "-5s", "negative"},
-		{"inventory_interval", "59s", "at least 1m"},
+		{"inventory_interval", "9s", "at least 10s"},
 		{"target_version_jitter", "8d", "at most 168h"},
 		{"inventory_enabled", "yes", "true or false"},
 		{"max_local_concurrent", "0", "at least 1"},

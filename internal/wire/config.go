@@ -15,6 +15,7 @@ type ConfigScope struct {
 	InventoryJitter     *string `json:"inventory_jitter,omitempty"`
 	InventoryEnabled    *bool   `json:"inventory_enabled,omitempty"`
 	MaxLocalConcurrent  *int    `json:"max_local_concurrent,omitempty"`
+	HostPerfInterval    *string `json:"host_perf_interval,omitempty"`
 }
 
 // EffectiveConfig is what an agent runs with after resolving every layer.
@@ -26,6 +27,7 @@ type EffectiveConfig struct {
 	InventoryJitter     Duration `json:"inventory_jitter"`
 	InventoryEnabled    bool     `json:"inventory_enabled"`
 	MaxLocalConcurrent  int      `json:"max_local_concurrent"`
+	HostPerfInterval    Duration `json:"host_perf_interval"`
 }
 
 // AgentGroups is the value of KV agent_groups/<pc>.

@@ -53,6 +53,14 @@ func SubjectAgentConfig(pc string) string { return "agents." + pc + ".config" }
 // SubjectInventory is the subject of one inventory section.
 func SubjectInventory(pc, section string) string { return "inventory." + pc + "." + section }
 
+// SubjectInventoryRefresh asks one agent (request/reply) to collect and
+// publish its inventory now.
+func SubjectInventoryRefresh(pc string) string { return "agents." + pc + ".inventory.refresh" }
+
+// SubjectInventoryRefreshAll asks every agent to collect now; each one
+// answers the request. kanade extension, like SubjectSurvey.
+const SubjectInventoryRefreshAll = "fleet.inventory.refresh"
+
 // SubjectHostPerf is the subject of periodic host performance samples.
 func SubjectHostPerf(pc string) string { return "host_perf." + pc }
 

@@ -1,0 +1,4 @@
+Package: ignored
+Status: install ok installed
+Architecture: amd64
+Version: 9
