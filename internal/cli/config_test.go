@@ -518,7 +518,7 @@ func TestAgentGroupsHandWrittenValues(t *testing.T) {
 // in global and a row for a group pc-1 is not in.
 func seedEffective(f *fleet) {
 	f.put(wire.BucketAgentGroups, "pc-1", `{"groups":["finance","canary"]}`)
-	f.put(wire.BucketAgentConfig, "global", `{"heartbeat_interval":"1m","inventory_interval":"5s","unknown":1}`)
+	f.put(wire.BucketAgentConfig, "global", `{"heartbeat_interval":"1m","inventory_interval":"3s","unknown":1}`)
 	f.put(wire.BucketAgentConfig, "groups.canary", `{"max_local_concurrent":2,"inventory_jitter":"5m"}`)
 	f.put(wire.BucketAgentConfig, "groups.finance", `{"max_local_concurrent":4,"target_version":"1.2.3"}`)
 	f.put(wire.BucketAgentConfig, "groups.other", `{"heartbeat_interval":"2m","inventory_enabled":false}`)
@@ -620,7 +620,7 @@ func TestConfigEffectiveAgreesWithResolver(t *testing.T) {
 		"conflicts (a field set by several groups; the last group in alphabetical order wins):",
 		"  max_local_concurrent: set by groups canary, finance; finance wins",
 		"problems (values agents cannot use):",
-		`  global inventory_interval = "5s": inventory_interval must be at least 1m0s, got 5s; using the default`,
+		`  global inventory_interval = "3s": inventory_interval must be at least 10s, got 3s; using the default`,
 		"agent: no agent is connected as pc-1")
 	if strings.Contains(out, "pass --cpus") {
 		t.Errorf("asks for --cpus although it was given:\n%s", out)

@@ -21,6 +21,7 @@ func (a *app) agentCmd() *cobra.Command {
 		Short: "Manage agents (groups; later: releases and rollout)",
 	}
 	cmd.AddCommand(a.agentGroupsCmd())
+	cmd.AddCommand(a.agentPublishCmd(), a.agentReleasesCmd(), a.agentRolloutCmd(), a.agentCurrentCmd())
 	cmd.RunE = parentRunE
 	return cmd
 }

@@ -6,4 +6,6 @@ import (
 	"errors"
 )
 
-func read() (counters, error) { return counters{}, errors.New("hostperf: not supported on this platform") }
+func read() (counters, error) {
+	return counters{}, errors.New("hostperf: not supported on this platform")
+}

@@ -26,7 +26,9 @@ type memoryStatusEx struct {
 	AvailExtendedVirtual uint64
 }
 
-func ft(f windows.Filetime) float64 { return float64(uint64(f.HighDateTime)<<32 | uint64(f.LowDateTime)) }
+func ft(f windows.Filetime) float64 {
+	return float64(uint64(f.HighDateTime)<<32 | uint64(f.LowDateTime))
+}
 
 // read uses GetSystemTimes and GlobalMemoryStatusEx. Disk and network
 // throughput need PDH or per-interface tables; they are left nil on
