@@ -17,6 +17,7 @@ import (
 
 	"github.com/kanade-project/kanade/internal/fleetclient"
 	"github.com/kanade-project/kanade/internal/fleetconfig"
+	"github.com/kanade-project/kanade/internal/kvcas"
 	"github.com/kanade-project/kanade/internal/wire"
 )
 
@@ -121,76 +122,29 @@ func (a *app) openKV(cmd *cobra.Command, bucket string) (context.Context, *fleet
 
 // kvValue is one key as read: Revision 0 means absent (never written, or
 // deleted).
-type kvValue struct {
-	Key      string
-	Value    []byte
-	Revision uint64
-}
+type kvValue = kvcas.Value
 
 func readKey(ctx context.Context, kv jetstream.KeyValue, key string) (kvValue, error) {
-	e, err := kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return kvValue{Key: key}, nil
-	}
-	if err != nil {
-		return kvValue{}, fmt.Errorf("read %s/%s: %w", kv.Bucket(), key, err)
-	}
-	return kvValue{Key: key, Value: e.Value(), Revision: e.Revision()}, nil
+	return kvcas.Read(ctx, kv, key)
 }
 
-// isCASConflict reports whether a KV write failed because the key is no
-// longer at the expected revision.
-func isCASConflict(err error) bool {
-	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return true
-	}
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
-}
-
-func conflictError(bucket, key string, rev uint64) error {
-	read := fmt.Sprintf("revision %d", rev)
-	if rev == 0 {
-		read = "it did not exist then"
-	}
-	return &exitError{exitFailure, fmt.Sprintf("%s/%s was changed by someone else since it was read (%s); nothing written — run the command again", bucket, key, read)}
-}
-
-// casPut stores value at key only if the key is still at revision rev, the
-// revision it was read at (0: it was absent, so it is created). When
-// someone else wrote in between, nothing is written and the error says so.
-// It returns the new revision.
+// casPut and casDelete are kvcas's compare-and-set writes, with a conflict
+// turned into the CLI's exit status and advice.
 func casPut(ctx context.Context, kv jetstream.KeyValue, key string, value []byte, rev uint64) (uint64, error) {
-	var n uint64
-	var err error
-	if rev == 0 {
-		n, err = kv.Create(ctx, key, value)
-	} else {
-		n, err = kv.Update(ctx, key, value, rev)
-	}
-	if isCASConflict(err) {
-		return 0, conflictError(kv.Bucket(), key, rev)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("write %s/%s: %w", kv.Bucket(), key, err)
-	}
-	return n, nil
+	n, err := kvcas.Put(ctx, kv, key, value, rev)
+	return n, cliConflict(err)
 }
 
-// casDelete deletes key only if it is still at revision rev (> 0).
 func casDelete(ctx context.Context, kv jetstream.KeyValue, key string, rev uint64) error {
-	if rev == 0 {
-		return fmt.Errorf("delete %s/%s: no revision to check against", kv.Bucket(), key)
+	return cliConflict(kvcas.Delete(ctx, kv, key, rev))
+}
+
+func cliConflict(err error) error {
+	var ce *kvcas.ConflictError
+	if errors.As(err, &ce) {
+		return &exitError{exitFailure, ce.Error() + " — run the command again"}
 	}
-	err := kv.Delete(ctx, key, jetstream.LastRevision(rev))
-	if isCASConflict(err) {
-		return conflictError(kv.Bucket(), key, rev)
-	}
-	if err != nil {
-		return fmt.Errorf("delete %s/%s: %w", kv.Bucket(), key, err)
-	}
-	return nil
+	return err
 }
 
 // decodeScope decodes a stored layer for editing, keeping every field
