@@ -19,6 +19,7 @@ import (
 
 	"github.com/kanade-project/kanade/internal/apiauth"
 	"github.com/kanade-project/kanade/internal/fleetclient"
+	"github.com/kanade-project/kanade/internal/store"
 	"github.com/kanade-project/kanade/internal/wire"
 )
 
@@ -28,8 +29,9 @@ type Deps struct {
 	JS     jetstream.JetStream
 	Auth   *apiauth.Authenticator
 	Logger *slog.Logger
-	// Store answers the read endpoints (the SQLite projection).
-	Store Store
+	// Store answers the read endpoints (the SQLite projection); nil
+	// serves only the endpoints that need the broker alone.
+	Store *store.Store
 	// Metrics adds backend figures to /metrics; nil for none.
 	Metrics func(w *MetricsWriter)
 }

@@ -28,8 +28,8 @@ func TestQuickStart(t *testing.T) {
 	var banner bytes.Buffer
 	go func() {
 		done <- server.Run(ctx, server.Options{
-			DataDir: t.TempDir(), NATSListen: addr, Dev: true, AgentID: "quick-pc",
-			Out: &banner, Ready: func(url string) { ready <- url },
+			DataDir: t.TempDir(), NATSListen: addr, HTTPListen: "127.0.0.1:0", Dev: true, AgentID: "quick-pc",
+			Out: &banner, Ready: func(natsURL, _ string) { ready <- natsURL },
 		})
 	}()
 	t.Cleanup(func() {

@@ -1,9 +1,12 @@
-// Package server is `kanade server`: the embedded broker with every
-// JetStream resource bootstrapped and, in dev mode, an in-process agent for
-// this machine, so that one command gives a working fleet of one.
+// Package server is `kanade server`: the broker (embedded by default, or an
+// external NATS server/cluster), every JetStream resource bootstrapped, the
+// SQLite projection of the streams, the HTTP API with /metrics and, in dev
+// mode, an in-process agent for this machine so that one command gives a
+// working fleet of one.
 //
-// Run returns only after everything it started has stopped: the agent first
-// (its last results still reach the broker), then the broker.
+// Run returns only after everything it started has stopped, in reverse
+// order: HTTP, the dev agent (its last results still reach the broker),
+// the projectors, the store, the broker.
 package server
 
 import (
@@ -12,27 +15,41 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kanade-project/kanade/internal/agent"
+	"github.com/kanade-project/kanade/internal/api"
+	"github.com/kanade-project/kanade/internal/apiauth"
 	"github.com/kanade-project/kanade/internal/bootstrap"
 	"github.com/kanade-project/kanade/internal/broker"
 	"github.com/kanade-project/kanade/internal/buildinfo"
 	"github.com/kanade-project/kanade/internal/hostinfo"
+	"github.com/kanade-project/kanade/internal/projector"
+	"github.com/kanade-project/kanade/internal/serverconfig"
+	"github.com/kanade-project/kanade/internal/store"
+	"github.com/kanade-project/kanade/internal/wire"
 )
 
 // Options configure a server run.
 type Options struct {
-	DataDir    string
+	// Config is server.toml (serverconfig.Default() when nil).
+	Config *serverconfig.Config
+	// DataDir overrides the config's data_dir.
+	DataDir string
+	// NATSListen and HTTPListen override the config's addresses.
 	NATSListen string
-	// Token protects the embedded broker; empty means no auth (dev).
-	Token string
-	// Dev also runs an in-process agent for this machine.
+	HTTPListen string
+	// NoHTTP skips the HTTP API (tests that need only the broker).
+	NoHTTP bool
+	// Dev also runs an in-process agent and turns API auth off.
 	Dev bool
 	// AgentID overrides the dev agent's pc_id (default: the hostname).
 	AgentID string
@@ -40,44 +57,64 @@ type Options struct {
 	// Out receives the human-readable start-up banner.
 	Out io.Writer
 	// Ready, when set, is called once everything is up (tests).
-	Ready func(clientURL string)
+	Ready func(natsURL, httpURL string)
 }
 
 // Run starts the system and blocks until ctx is cancelled.
 func Run(ctx context.Context, o Options) error {
-	if o.DataDir == "" {
-		return errors.New("server: a data dir is required")
+	cfg := o.Config
+	if cfg == nil {
+		cfg = serverconfig.Default()
+	}
+	dataDir := o.DataDir
+	if dataDir == "" {
+		dataDir = cfg.DataDir
+	}
+	if dataDir == "" {
+		return errors.New("server: a data dir is required (--data-dir or data_dir in server.toml)")
 	}
 	log := o.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	b, err := broker.Start(ctx, broker.Options{
-		Listen:  o.NATSListen,
-		DataDir: filepath.Join(o.DataDir, "broker"),
-		Token:   o.Token,
-		Logger:  log.With("component", "broker"),
-	})
+	secrets, err := cfg.LoadSecrets()
 	if err != nil {
 		return err
 	}
-	defer b.Shutdown()
-
-	copts := []nats.Option{nats.Name("kanade-server")}
-	if o.Token != "" {
-		copts = append(copts, nats.Token(o.Token))
+	auth := &apiauth.Authenticator{Disabled: o.Dev, Token: secrets.APIToken, JWTSecret: secrets.JWTSecret}
+	if !o.Dev && !o.NoHTTP && secrets.APIToken == "" && len(secrets.JWTSecret) == 0 {
+		return fmt.Errorf("the HTTP API needs credentials: set %s (a static admin token) or %s (HS256 secret, ≥ 32 bytes), or their *_file options in server.toml; use --dev for an unauthenticated local system", serverconfig.EnvAPIToken, serverconfig.EnvJWTSecret)
 	}
-	nc, err := nats.Connect(b.ClientURL(), copts...)
+
+	// 1. The broker.
+	natsURL := strings.Join(cfg.NATS.URLs, ",")
+	if cfg.Embedded() {
+		listen := cfg.NATS.Listen
+		if o.NATSListen != "" {
+			listen = o.NATSListen
+		}
+		b, err := broker.Start(ctx, broker.Options{Listen: listen, DataDir: filepath.Join(dataDir, "broker"), Token: secrets.NATSToken, Logger: log.With("component", "broker")})
+		if err != nil {
+			return err
+		}
+		defer b.Shutdown()
+		natsURL = b.ClientURL()
+	}
+	copts := []nats.Option{nats.Name("kanade-server"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true)}
+	if secrets.NATSToken != "" {
+		copts = append(copts, nats.Token(secrets.NATSToken))
+	}
+	nc, err := nats.Connect(natsURL, copts...)
 	if err != nil {
-		return fmt.Errorf("server: connecting to the embedded broker: %w", err)
+		return fmt.Errorf("server: connecting to %s: %w", natsURL, err)
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return err
 	}
-	bctx, cancel := context.WithTimeout(ctx, time.Minute)
-	changes, err := bootstrap.Setup(bctx, js, bootstrap.Options{})
+	bctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	changes, err := bootstrap.Setup(bctx, js, bootstrap.Options{Replicas: cfg.NATS.Replicas})
 	cancel()
 	if err != nil {
 		return err
@@ -88,6 +125,54 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 
+	// 2. The projection.
+	st, err := store.Open(ctx, filepath.Join(dataDir, "kanade.db"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	proj, err := projector.New(projector.Options{JS: js, Store: st, NC: nc, Logger: log.With("component", "projector")})
+	if err != nil {
+		return err
+	}
+	var bg sync.WaitGroup
+	bgCtx, stopBg := context.WithCancel(context.Background())
+	defer func() { stopBg(); bg.Wait() }()
+	bg.Go(func() {
+		if err := proj.Run(bgCtx); err != nil && !errors.Is(err, context.Canceled) {
+			log.Error("projector stopped", "err", err)
+		}
+	})
+
+	// 3. The HTTP API.
+	httpURL := ""
+	var hs *http.Server
+	if !o.NoHTTP {
+		h, err := api.New(api.Deps{NC: nc, JS: js, Auth: auth, Logger: log.With("component", "api"), Store: st, Metrics: metrics(st, proj, js)})
+		if err != nil {
+			return err
+		}
+		listen := cfg.HTTP.Listen
+		if o.HTTPListen != "" {
+			listen = o.HTTPListen
+		}
+		ln, err := net.Listen("tcp", listen)
+		if err != nil {
+			return fmt.Errorf("server: HTTP listen %s: %w", listen, err)
+		}
+		httpURL = "http://" + ln.Addr().String()
+		hs = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		bg.Go(func() {
+			if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("HTTP server stopped", "err", err)
+			}
+		})
+	}
+	if o.Dev {
+		log.Warn("DEV MODE: the HTTP API accepts every request without authentication; never expose it beyond this machine")
+	}
+
+	// 4. The dev agent.
 	agentDone := make(chan error, 1)
 	agentCtx, stopAgent := context.WithCancel(context.Background())
 	defer stopAgent()
@@ -97,12 +182,8 @@ func Run(ctx context.Context, o Options) error {
 			id = hostinfo.Hostname()
 		}
 		a, err := agent.New(agent.Config{
-			ID:       id,
-			NATSURLs: []string{b.ClientURL()},
-			Token:    o.Token,
-			DataDir:  filepath.Join(o.DataDir, "agent"),
-			Version:  buildinfo.Version,
-			Logger:   log.With("component", "agent"),
+			ID: id, NATSURLs: []string{natsURL}, Token: secrets.NATSToken,
+			DataDir: filepath.Join(dataDir, "agent"), Version: buildinfo.Version, Logger: log.With("component", "agent"),
 		})
 		if err != nil {
 			return err
@@ -113,30 +194,70 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	if o.Out != nil {
-		fmt.Fprint(o.Out, banner(b.ClientURL(), o, id))
+		fmt.Fprint(o.Out, banner(natsURL, httpURL, dataDir, o, id))
 	}
 	if o.Ready != nil {
-		o.Ready(b.ClientURL())
+		o.Ready(natsURL, httpURL)
 	}
 	<-ctx.Done()
 	log.Info("shutting down")
+	if hs != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = hs.Shutdown(sctx)
+		cancel()
+	}
 	stopAgent()
 	return <-agentDone
 }
 
-func banner(url string, o Options, id string) string {
+// metrics adds the backend's figures to /metrics.
+func metrics(st *store.Store, proj *projector.Projector, js jetstream.JetStream) func(*api.MetricsWriter) {
+	return func(m *api.MetricsWriter) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if online, offline, err := st.AgentCounts(ctx); err == nil {
+			m.Gauge("kanade_agents", "Agents by state (online: a heartbeat within 3 intervals).", float64(online), "state", "online")
+			m.Gauge("kanade_agents", "Agents by state (online: a heartbeat within 3 intervals).", float64(offline), "state", "offline")
+		}
+		ps := proj.Stats()
+		for _, s := range ps.Streams {
+			m.Gauge("kanade_projector_lag_messages", "Messages stored in a stream but not yet committed to SQLite.", float64(s.Lag), "stream", s.Stream)
+			m.Counter("kanade_projector_applied_total", "Messages written to SQLite.", float64(s.Applied), "stream", s.Stream)
+			m.Counter("kanade_projector_decode_errors_total", "Messages that could not be decoded (acked and skipped).", float64(s.DecodeErrors), "stream", s.Stream)
+		}
+		m.Counter("kanade_heartbeats_received_total", "Heartbeats received.", float64(ps.Heartbeats.Received))
+		for _, name := range []string{wire.StreamExec, wire.StreamResults, wire.StreamEvents, wire.StreamObs, wire.StreamInventory, wire.StreamAudit} {
+			s, err := js.Stream(ctx, name)
+			if err != nil {
+				continue
+			}
+			info := s.CachedInfo()
+			m.Gauge("kanade_stream_messages", "Messages in a JetStream stream.", float64(info.State.Msgs), "stream", name)
+			m.Gauge("kanade_stream_bytes", "Bytes in a JetStream stream.", float64(info.State.Bytes), "stream", name)
+		}
+	}
+}
+
+func banner(natsURL, httpURL, dataDir string, o Options, id string) string {
 	var s strings.Builder
-	fmt.Fprintf(&s, "kanade %s is up.\n  broker (NATS + JetStream): %s\n  data dir: %s\n", buildinfo.Version, url, o.DataDir)
+	fmt.Fprintf(&s, "kanade %s is up.\n  broker (NATS + JetStream): %s\n", buildinfo.Version, natsURL)
+	if httpURL != "" {
+		fmt.Fprintf(&s, "  HTTP API: %s/api/  (metrics: %s/metrics)\n", httpURL, httpURL)
+	}
+	fmt.Fprintf(&s, "  data dir: %s\n", dataDir)
 	if o.Dev {
 		fmt.Fprintf(&s, "  local agent: %s\n\nTry, in another terminal:\n", id)
 		server := ""
-		if url != "nats://127.0.0.1:4222" {
-			server = " --server " + url
+		if natsURL != "nats://127.0.0.1:4222" {
+			server = " --server " + natsURL
 		}
 		fmt.Fprintf(&s, "  go run ./cmd/kanade%s ping %s\n", server, id)
 		fmt.Fprintf(&s, "  go run ./cmd/kanade%s run %s -- echo hi\n", server, id)
 		fmt.Fprintf(&s, "  go run ./cmd/kanade%s run --all -- hostname\n", server)
 		fmt.Fprintf(&s, "  go run ./cmd/kanade%s jetstream status\n", server)
+		if httpURL != "" {
+			fmt.Fprintf(&s, "  curl %s/api/agents\n", httpURL)
+		}
 	}
 	s.WriteString("\nCtrl-C stops it.\n")
 	return s.String()
