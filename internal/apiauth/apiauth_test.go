@@ -7,7 +7,6 @@ import (
 	"time"
 )
 
-
 func TestAuthenticate(t *testing.T) {
 	secret := []byte("0123456789abcdef0123456789abcdef")
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
