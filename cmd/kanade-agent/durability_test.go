@@ -180,7 +180,7 @@ func TestKill9MidRunReportsOutcomeUnknown(t *testing.T) {
 	p.waitLog(`msg="running command"`, "request_id="+quick.RequestID)
 	srv.Stop()
 	// The quick result is now written to the outbox and cannot be sent.
-	p.waitLog(`msg="command finished"`, "request_id="+quick.RequestID)
+	p.waitLog(`msg="result queued"`, "request_id="+quick.RequestID)
 	p.kill9()
 	srv.Restart()
 	p.start()

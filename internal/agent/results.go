@@ -91,7 +91,9 @@ func (a *Agent) finish(res wire.ExecResult) {
 		a.log.Error("encoding result", "request_id", res.RequestID, "err", err)
 		return
 	}
-	a.enqueueRetrying(e, "request_id", res.RequestID)
+	if a.enqueueRetrying(e, "request_id", res.RequestID) {
+		a.log.Debug("result queued", "request_id", res.RequestID, "result_id", res.ResultID, "exit_code", res.ExitCode)
+	}
 }
 
 // onSent records delivered results (ledger) and inventory sections.
@@ -109,12 +111,14 @@ func (a *Agent) onSent(e outbox.Entry) error {
 	return err
 }
 
-func (a *Agent) enqueueRetrying(e outbox.Entry, logKV ...any) {
+// enqueueRetrying reports whether the entry is on disk (false only when
+// the agent stopped first).
+func (a *Agent) enqueueRetrying(e outbox.Entry, logKV ...any) bool {
 	delay := 100 * time.Millisecond
 	for {
 		err := a.outbox.Enqueue(e)
 		if err == nil {
-			return
+			return true
 		}
 		a.log.Error("cannot queue outbound message (disk full?); retrying", append(logKV, "subject", e.Subject, "err", err)...)
 		t := time.NewTimer(delay)
@@ -123,7 +127,7 @@ func (a *Agent) enqueueRetrying(e outbox.Entry, logKV ...any) {
 		case <-a.stopped:
 			t.Stop()
 			a.log.Error("agent stopping with an outbound message not queued", append(logKV, "subject", e.Subject)...)
-			return
+			return false
 		}
 		delay = min(delay*2, 30*time.Second)
 	}
