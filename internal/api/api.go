@@ -32,6 +32,8 @@ type Deps struct {
 	// Store answers the read endpoints (the SQLite projection); nil
 	// serves only the endpoints that need the broker alone.
 	Store *store.Store
+	// Jobs serves the job catalog and exec endpoints; nil disables them.
+	Jobs *Jobs
 	// Metrics adds backend figures to /metrics; nil for none.
 	Metrics func(w *MetricsWriter)
 }

@@ -35,6 +35,7 @@ func (s *Server) routes() {
 	s.handle("GET /api/agents/{pc}/groups", viewer, s.getGroups)
 	s.handle("PUT /api/agents/{pc}/groups", operator, s.putGroups)
 	s.storeRoutes()
+	s.jobRoutes()
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {

@@ -31,8 +31,11 @@ import (
 	"github.com/kanade-project/kanade/internal/bootstrap"
 	"github.com/kanade-project/kanade/internal/broker"
 	"github.com/kanade-project/kanade/internal/buildinfo"
+	"github.com/kanade-project/kanade/internal/fleetclient"
 	"github.com/kanade-project/kanade/internal/hostinfo"
+	"github.com/kanade-project/kanade/internal/jobs"
 	"github.com/kanade-project/kanade/internal/projector"
+	"github.com/kanade-project/kanade/internal/scheduler"
 	"github.com/kanade-project/kanade/internal/serverconfig"
 	"github.com/kanade-project/kanade/internal/store"
 	"github.com/kanade-project/kanade/internal/wire"
@@ -144,11 +147,43 @@ func Run(ctx context.Context, o Options) error {
 		}
 	})
 
-	// 3. The HTTP API.
+	// 3. Jobs, waves and schedules.
+	fc, err := fleetclient.New(nc)
+	if err != nil {
+		return err
+	}
+	if err := jobs.Ensure(ctx, js, cfg.NATS.Replicas); err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	if err := scheduler.Ensure(ctx, js, cfg.NATS.Replicas); err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	catalog, err := jobs.OpenCatalog(ctx, js)
+	if err != nil {
+		return err
+	}
+	executor, err := jobs.NewExecutor(ctx, fc, api.StoreCounter{Store: st})
+	if err != nil {
+		return err
+	}
+	bg.Go(func() {
+		if err := executor.Run(bgCtx); err != nil && !errors.Is(err, context.Canceled) {
+			log.Error("wave executor stopped", "err", err)
+		}
+	})
+	sched := scheduler.New(js, executor, storeFleet{st})
+	bg.Go(func() {
+		if err := sched.Run(bgCtx); err != nil && !errors.Is(err, context.Canceled) {
+			log.Error("scheduler stopped", "err", err)
+		}
+	})
+
+	// 4. The HTTP API.
 	httpURL := ""
 	var hs *http.Server
 	if !o.NoHTTP {
-		h, err := api.New(api.Deps{NC: nc, JS: js, Auth: auth, Logger: log.With("component", "api"), Store: st, Metrics: metrics(st, proj, js)})
+		h, err := api.New(api.Deps{NC: nc, JS: js, Auth: auth, Logger: log.With("component", "api"), Store: st,
+			Jobs: &api.Jobs{Catalog: catalog, Executor: executor}, Metrics: metrics(st, proj, js)})
 		if err != nil {
 			return err
 		}
@@ -172,7 +207,7 @@ func Run(ctx context.Context, o Options) error {
 		log.Warn("DEV MODE: the HTTP API accepts every request without authentication; never expose it beyond this machine")
 	}
 
-	// 4. The dev agent.
+	// 5. The dev agent.
 	agentDone := make(chan error, 1)
 	agentCtx, stopAgent := context.WithCancel(context.Background())
 	defer stopAgent()
@@ -208,6 +243,49 @@ func Run(ctx context.Context, o Options) error {
 	}
 	stopAgent()
 	return <-agentDone
+}
+
+// storeFleet lists a target's PCs from the agents table (for per_pc
+// schedules).
+type storeFleet struct{ st *store.Store }
+
+func (f storeFleet) PCs(ctx context.Context, t jobs.Target) ([]string, error) {
+	seen := map[string]bool{}
+	var out []string
+	add := func(filter store.AgentFilter) error {
+		for offset := 0; ; offset += 10_000 {
+			filter.Limit, filter.Offset = 10_000, offset
+			agents, total, err := f.st.ListAgents(ctx, filter)
+			if err != nil {
+				return err
+			}
+			for _, a := range agents {
+				if !seen[a.PCID] {
+					seen[a.PCID] = true
+					out = append(out, a.PCID)
+				}
+			}
+			if offset+len(agents) >= total || len(agents) == 0 {
+				return nil
+			}
+		}
+	}
+	if t.All {
+		err := add(store.AgentFilter{})
+		return out, err
+	}
+	for _, g := range t.Groups {
+		if err := add(store.AgentFilter{Group: g}); err != nil {
+			return nil, err
+		}
+	}
+	for _, pc := range t.PCs {
+		if !seen[pc] {
+			seen[pc] = true
+			out = append(out, pc)
+		}
+	}
+	return out, nil
 }
 
 // metrics adds the backend's figures to /metrics.
