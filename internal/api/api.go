@@ -19,6 +19,7 @@ import (
 
 	"github.com/kanade-project/kanade/internal/apiauth"
 	"github.com/kanade-project/kanade/internal/fleetclient"
+	"github.com/kanade-project/kanade/internal/scheduler"
 	"github.com/kanade-project/kanade/internal/store"
 	"github.com/kanade-project/kanade/internal/wire"
 )
@@ -34,6 +35,8 @@ type Deps struct {
 	Store *store.Store
 	// Jobs serves the job catalog and exec endpoints; nil disables them.
 	Jobs *Jobs
+	// Schedules serves the schedule endpoints; nil disables them.
+	Schedules *scheduler.Store
 	// Metrics adds backend figures to /metrics; nil for none.
 	Metrics func(w *MetricsWriter)
 }

@@ -36,6 +36,7 @@ func (s *Server) routes() {
 	s.handle("PUT /api/agents/{pc}/groups", operator, s.putGroups)
 	s.storeRoutes()
 	s.jobRoutes()
+	s.scheduleRoutes()
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {

@@ -426,3 +426,25 @@ func TestGracefulStopHandsTheLeaseOverAtOnce(t *testing.T) {
 		t.Fatalf("took over from %q at %s", took.Reason, took.At)
 	}
 }
+
+func TestDeletingAScheduleForgetsWhatItFired(t *testing.T) {
+	v := newEnv(t)
+	ctx := testCtx(t)
+	v.fleet.set("pc-1")
+	const doc = "id: baseline\njob: patch\nper_pc: once\ntarget: {all: true}\n"
+	v.putSchedule(doc)
+	a := v.newNode(nil).start(t)
+	first := a.events.wait("fired", isKind(scheduler.EventFired, "baseline"))
+	v.cmds.next()
+	if err := v.store.Delete(ctx, "baseline", 0); err != nil {
+		t.Fatal(err)
+	}
+	// Created again under the same id, it is a new schedule: pc-1 runs it.
+	v.putSchedule(doc)
+	second := a.events.wait("fired again", func(e scheduler.Event) bool {
+		return e.Kind == scheduler.EventFired && e.ExecID != first.ExecID
+	})
+	if g := v.cmds.next(); g.subject != "commands.pc.pc-1" || g.cmd.ExecID != second.ExecID {
+		t.Fatalf("got %s %s", g.subject, g.cmd.ExecID)
+	}
+}

@@ -171,6 +171,10 @@ func Run(ctx context.Context, o Options) error {
 			log.Error("wave executor stopped", "err", err)
 		}
 	})
+	schedules, err := scheduler.OpenStore(ctx, js)
+	if err != nil {
+		return err
+	}
 	sched := scheduler.New(js, executor, storeFleet{st})
 	bg.Go(func() {
 		if err := sched.Run(bgCtx); err != nil && !errors.Is(err, context.Canceled) {
@@ -183,7 +187,7 @@ func Run(ctx context.Context, o Options) error {
 	var hs *http.Server
 	if !o.NoHTTP {
 		h, err := api.New(api.Deps{NC: nc, JS: js, Auth: auth, Logger: log.With("component", "api"), Store: st,
-			Jobs: &api.Jobs{Catalog: catalog, Executor: executor}, Metrics: metrics(st, proj, js)})
+			Jobs: &api.Jobs{Catalog: catalog, Executor: executor}, Schedules: schedules, Metrics: metrics(st, proj, js)})
 		if err != nil {
 			return err
 		}
