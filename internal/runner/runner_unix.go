@@ -3,7 +3,6 @@
 package runner
 
 import (
-	"errors"
 	"fmt"
 	"os/exec"
 	"runtime"
@@ -49,11 +48,9 @@ func startTree(cmd *exec.Cmd) (tree, error) {
 	return &groupTree{pgid: cmd.Process.Pid}, nil
 }
 
-func (g *groupTree) kill() {
-	if err := syscall.Kill(-g.pgid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		_ = err // the group is gone or not ours; nothing more can be done
-	}
-}
+// kill signals the whole group. ESRCH (already gone) is the common case
+// at the end of a run; any other error leaves nothing more to try.
+func (g *groupTree) kill() { _ = syscall.Kill(-g.pgid, syscall.SIGKILL) }
 
 func (g *groupTree) close() {}
 
