@@ -41,6 +41,9 @@ func (h *heartbeats) build() wire.Heartbeat {
 		OutboxDepth:  h.a.outbox.Depth(),
 		Groups:       h.a.gsubs.groups(),
 	}
+	if d, _ := h.interval(); d > 0 {
+		hb.HeartbeatIntervalSecs = int((d + time.Second - 1) / time.Second)
+	}
 	if h.a.updater != nil {
 		hb.QuarantinedVersions = h.a.updater.Quarantined()
 	}

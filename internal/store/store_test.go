@@ -554,3 +554,24 @@ func TestFingerprintEqualForSameContentOnly(t *testing.T) {
 		t.Errorf("different exit codes gave the same fingerprint %+v", fa)
 	}
 }
+
+// TestDeclaredHeartbeatIntervalJudgesOffline: a PC that beats every 5 s is
+// offline after 15 s of silence; one that declares nothing keeps the 30 s
+// default (offline after 90 s).
+func TestDeclaredHeartbeatIntervalJudgesOffline(t *testing.T) {
+	ctx := context.Background()
+	s := openTemp(t)
+	fast := hb("fast", "v1", t0)
+	fast.HeartbeatIntervalSecs = 5
+	mustTx(t, s, func(tx *Tx) error { return tx.UpsertHeartbeats([]Heartbeat{fast, hb("legacy", "v1", t0)}) })
+	s.SetClock(func() time.Time { return t0.Add(20 * time.Second) })
+	for pc, online := range map[string]bool{"fast": false, "legacy": true} {
+		a, err := s.GetAgent(ctx, pc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Online != online || a.HeartbeatIntervalSecs != map[string]int{"fast": 5, "legacy": 30}[pc] {
+			t.Errorf("%s: online=%v interval=%d", pc, a.Online, a.HeartbeatIntervalSecs)
+		}
+	}
+}

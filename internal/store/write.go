@@ -138,8 +138,8 @@ var statements = map[string]string{
 	// when the previous heartbeat was already past the offline threshold.
 	"agent.upsert": `INSERT INTO agents (pc_id, hostname, os_family, arch, agent_version, machine_id,
 		groups, quarantined_versions, rss_bytes, cpu_pct, outbox_depth, reported_at,
-		first_seen, last_seen, online_since)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		first_seen, last_seen, online_since, heartbeat_interval_secs)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (pc_id) DO UPDATE SET
 			hostname = excluded.hostname,
 			os_family = excluded.os_family,
@@ -156,7 +156,8 @@ var statements = map[string]string{
 			online_since = CASE
 				WHEN excluded.last_seen > agents.last_seen + 3000 * agents.heartbeat_interval_secs
 				THEN excluded.last_seen ELSE agents.online_since END,
-			last_seen = excluded.last_seen
+			last_seen = excluded.last_seen,
+			heartbeat_interval_secs = excluded.heartbeat_interval_secs
 		WHERE excluded.last_seen >= agents.last_seen`,
 }
 
@@ -422,11 +423,20 @@ func (t *Tx) UpsertHeartbeats(hbs []Heartbeat) error {
 		}
 		if _, err := st.ExecContext(t.ctx, h.PCID, h.Hostname, h.OSFamily, h.Arch, h.AgentVersion, h.MachineID,
 			jsonList(h.Groups), jsonList(h.QuarantinedVersions), int64(h.AgentRSSBytes), cpu, h.OutboxDepth,
-			ms(h.At), seen, seen, seen); err != nil {
+			ms(h.At), seen, seen, seen, interval(h.HeartbeatIntervalSecs)); err != nil {
 			return fmt.Errorf("store: heartbeat %s: %w", h.PCID, err)
 		}
 	}
 	return nil
+}
+
+// interval is the cadence a heartbeat declares; older agents do not, and
+// the schema default (30 s) stands for them.
+func interval(secs int) int {
+	if secs <= 0 {
+		return 30
+	}
+	return secs
 }
 
 func jsonList(v []string) string {

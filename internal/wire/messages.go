@@ -120,6 +120,9 @@ type Heartbeat struct {
 	AgentCPUPct         *float64 `json:"agent_cpu_pct"`
 	OutboxDepth         int      `json:"outbox_depth"`
 	QuarantinedVersions []string `json:"quarantined_versions,omitempty"`
+	// HeartbeatIntervalSecs is the agent's current cadence, so the backend
+	// judges "offline after 3 intervals" by the interval this PC uses.
+	HeartbeatIntervalSecs int `json:"heartbeat_interval_secs,omitempty"`
 	Groups              []string `json:"groups,omitempty"`
 }
 
