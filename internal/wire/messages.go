@@ -122,8 +122,8 @@ type Heartbeat struct {
 	QuarantinedVersions []string `json:"quarantined_versions,omitempty"`
 	// HeartbeatIntervalSecs is the agent's current cadence, so the backend
 	// judges "offline after 3 intervals" by the interval this PC uses.
-	HeartbeatIntervalSecs int `json:"heartbeat_interval_secs,omitempty"`
-	Groups              []string `json:"groups,omitempty"`
+	HeartbeatIntervalSecs int      `json:"heartbeat_interval_secs,omitempty"`
+	Groups                []string `json:"groups,omitempty"`
 }
 
 // ObsEvent is a timeline event published on obs.<pc>.
