@@ -111,6 +111,7 @@ Then, from another terminal:
 	root.AddCommand(a.inventoryCmd())
 	root.AddCommand(a.configCmd(), a.agentCmd())
 	root.AddCommand(a.releaseKeyCmd())
+	root.AddCommand(a.apiCmds()...)
 	return root
 }
 
