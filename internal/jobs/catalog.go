@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kanade-project/kanade/internal/kvcas"
 	"github.com/kanade-project/kanade/internal/wire"
 )
 
@@ -104,33 +104,7 @@ func (c *Catalog) Get(ctx context.Context, id string) (Entry, error) {
 // List returns every job, sorted by id. A stored value that does not
 // decode is skipped and reported in the error list alongside the jobs.
 func (c *Catalog) List(ctx context.Context) ([]Entry, error) {
-	lister, err := c.kv.ListKeys(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("listing jobs: %w", err)
-	}
-	var keys []string
-	for k := range lister.Keys() {
-		keys = append(keys, k)
-	}
-	_ = lister.Stop()
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	sort.Strings(keys)
-	var out []Entry
-	var bad []error
-	for _, k := range keys {
-		e, err := c.Get(ctx, k)
-		switch {
-		case errors.Is(err, ErrNotFound):
-			continue // deleted meanwhile
-		case err != nil:
-			bad = append(bad, err)
-			continue
-		}
-		out = append(out, e)
-	}
-	return out, errors.Join(bad...)
+	return kvcas.ReadAll(ctx, c.kv, c.Get, ErrNotFound)
 }
 
 // Delete removes the job. A non-zero revision makes it a compare-and-set.

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -90,4 +91,40 @@ func Delete(ctx context.Context, kv jetstream.KeyValue, key string, rev uint64) 
 		return fmt.Errorf("delete %s/%s: %w", kv.Bucket(), key, err)
 	}
 	return nil
+}
+
+// ReadAll reads every live key of kv with get, in key order. Keys for
+// which get fails with skip (deleted between the listing and the read) are
+// left out; other failures are joined into the error, alongside the values
+// that were read, so one bad entry never hides the others.
+func ReadAll[T any](ctx context.Context, kv jetstream.KeyValue, get func(context.Context, string) (T, error), skip error) ([]T, error) {
+	lister, err := kv.ListKeys(ctx)
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", kv.Bucket(), err)
+	}
+	var keys []string
+	for k := range lister.Keys() {
+		keys = append(keys, k)
+	}
+	_ = lister.Stop()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	slices.Sort(keys)
+	var out []T
+	var bad []error
+	for _, k := range keys {
+		v, err := get(ctx, k)
+		switch {
+		case errors.Is(err, skip):
+		case err != nil:
+			bad = append(bad, err)
+		default:
+			out = append(out, v)
+		}
+	}
+	return out, errors.Join(bad...)
 }

@@ -6,12 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kanade-project/kanade/internal/jobs"
+	"github.com/kanade-project/kanade/internal/kvcas"
 	"github.com/kanade-project/kanade/internal/wire"
 )
 
@@ -107,32 +107,7 @@ func (st *Store) Get(ctx context.Context, id string) (Entry, error) {
 // List returns every schedule sorted by id; unreadable values are skipped
 // and reported in the error.
 func (st *Store) List(ctx context.Context) ([]Entry, error) {
-	lister, err := st.kv.ListKeys(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("listing schedules: %w", err)
-	}
-	var keys []string
-	for k := range lister.Keys() {
-		keys = append(keys, k)
-	}
-	_ = lister.Stop()
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	sort.Strings(keys)
-	var out []Entry
-	var bad []error
-	for _, k := range keys {
-		e, err := st.Get(ctx, k)
-		switch {
-		case errors.Is(err, jobs.ErrNotFound):
-		case err != nil:
-			bad = append(bad, err)
-		default:
-			out = append(out, e)
-		}
-	}
-	return out, errors.Join(bad...)
+	return kvcas.ReadAll(ctx, st.kv, st.Get, jobs.ErrNotFound)
 }
 
 // SetEnabled enables or disables a schedule (compare-and-set on the
