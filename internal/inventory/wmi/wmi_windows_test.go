@@ -161,6 +161,15 @@ func TestQueryIsRefusedWhileAbandonedQueriesFillEverySlot(t *testing.T) {
 }
 
 func TestQueryWithAnExpiredContextStartsNothing(t *testing.T) {
+	// An abandoned query of an earlier test gives its slot back on its own
+	// goroutine; wait for that so the count below is this test's alone.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(slots) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d slots still held by earlier queries", len(slots))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	entered, _, _ := blockQueries(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
