@@ -231,28 +231,7 @@ func (a *app) jobCmd(o *apiOpts) *cobra.Command {
 		},
 	}
 
-	var delRev uint64
-	del := &cobra.Command{
-		Use:   "delete <id>",
-		Short: "Delete a job (--revision N: only if it is still at that revision)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := o.client()
-			if err != nil {
-				return err
-			}
-			path := "/api/jobs/" + url.PathEscape(args[0])
-			if delRev > 0 {
-				path += "?revision=" + strconv.FormatUint(delRev, 10)
-			}
-			if err := c.do(cmd.Context(), "DELETE", path, nil, "", nil); err != nil {
-				return asExit(err)
-			}
-			fmt.Fprintf(a.out, "job %s deleted\n", args[0])
-			return nil
-		},
-	}
-	del.Flags().Uint64Var(&delRev, "revision", 0, "delete only if the job is at this revision")
+	del := a.deleteCmd(o, "job", "/api/jobs/")
 	cmd.AddCommand(create, list, show, del)
 	return cmd
 }
@@ -543,28 +522,7 @@ func (a *app) scheduleCmd(o *apiOpts) *cobra.Command {
 		},
 	}
 
-	var delRev uint64
-	del := &cobra.Command{
-		Use:   "delete <id>",
-		Short: "Delete a schedule",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := o.client()
-			if err != nil {
-				return err
-			}
-			path := "/api/schedules/" + url.PathEscape(args[0])
-			if delRev > 0 {
-				path += "?revision=" + strconv.FormatUint(delRev, 10)
-			}
-			if err := c.do(cmd.Context(), "DELETE", path, nil, "", nil); err != nil {
-				return asExit(err)
-			}
-			fmt.Fprintf(a.out, "schedule %s deleted\n", args[0])
-			return nil
-		},
-	}
-	del.Flags().Uint64Var(&delRev, "revision", 0, "delete only if the schedule is at this revision")
+	del := a.deleteCmd(o, "schedule", "/api/schedules/")
 
 	toggle := func(on bool) *cobra.Command {
 		verb := "disable"
@@ -662,4 +620,33 @@ func firstLine(s string) string {
 		s = s[:77] + "..."
 	}
 	return s
+}
+
+// deleteCmd is `kanade <kind> delete <id> [--revision N]` over DELETE
+// <base><id>: with --revision the server deletes only if the object is
+// still at that revision.
+func (a *app) deleteCmd(o *apiOpts, kind, base string) *cobra.Command {
+	var rev uint64
+	cmd := &cobra.Command{
+		Use:   "delete <id>",
+		Short: "Delete a " + kind + " (--revision N: only if it is still at that revision)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			path := base + url.PathEscape(args[0])
+			if rev > 0 {
+				path += "?revision=" + strconv.FormatUint(rev, 10)
+			}
+			if err := c.do(cmd.Context(), "DELETE", path, nil, "", nil); err != nil {
+				return asExit(err)
+			}
+			fmt.Fprintf(a.out, "%s %s deleted\n", kind, args[0])
+			return nil
+		},
+	}
+	cmd.Flags().Uint64Var(&rev, "revision", 0, "delete only if the "+kind+" is at this revision")
+	return cmd
 }
