@@ -87,23 +87,6 @@ func liveInterfaces() ([]wire.Interface, error) {
 	return out, nil
 }
 
-func prefixStrings(ps []netip.Prefix) []string {
-	if len(ps) == 0 {
-		return nil
-	}
-	slices.SortFunc(ps, func(a, b netip.Prefix) int {
-		if c := a.Addr().Compare(b.Addr()); c != 0 {
-			return c
-		}
-		return a.Bits() - b.Bits()
-	})
-	out := make([]string, len(ps))
-	for i, p := range ps {
-		out[i] = p.String()
-	}
-	return out
-}
-
 // Route flags of include/uapi/linux/route.h and ipv6_route.h.
 const (
 	rtfUp      = 0x0001

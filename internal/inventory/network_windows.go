@@ -57,8 +57,8 @@ func (c *windowsCollector) Network(ctx context.Context) wire.Network {
 				v6 = append(v6, p)
 			}
 		}
-		wi.IPv4 = winPrefixStrings(v4)
-		wi.IPv6 = winPrefixStrings(v6)
+		wi.IPv4 = prefixStrings(v4)
+		wi.IPv6 = prefixStrings(v6)
 		n.Interfaces = append(n.Interfaces, wi)
 
 		if !wi.Up {
@@ -147,21 +147,4 @@ func sockaddrAddr(sa *windows.SocketAddress, zone string) (netip.Addr, bool) {
 func isDeprecatedSiteLocalDNS(ip netip.Addr) bool {
 	p := netip.MustParsePrefix("fec0:0:0:ffff::/64")
 	return p.Contains(ip.WithZone(""))
-}
-
-func winPrefixStrings(ps []netip.Prefix) []string {
-	if len(ps) == 0 {
-		return nil
-	}
-	slices.SortFunc(ps, func(a, b netip.Prefix) int {
-		if c := a.Addr().Compare(b.Addr()); c != 0 {
-			return c
-		}
-		return a.Bits() - b.Bits()
-	})
-	out := make([]string, len(ps))
-	for i, p := range ps {
-		out[i] = p.String()
-	}
-	return out
 }
