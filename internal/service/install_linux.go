@@ -157,26 +157,15 @@ func (m *Manager) uninstall() error {
 	return nil
 }
 
-func (m *Manager) start() error {
-	sc, err := systemctl()
-	if err != nil {
-		return err
-	}
-	if err := m.requireInstalled(sc); err != nil {
-		return err
-	}
-	if err := m.runSystemctl(sc, "start", UnitName); err != nil {
-		return err
-	}
-	st, err := showStatus(sc)
-	if err != nil {
-		return err
-	}
-	m.printf("%s\n", st)
-	return nil
-}
+func (m *Manager) start() error { return m.transition("start") }
 
-func (m *Manager) stop() error {
+// stop returns once the unit has stopped (systemctl waits, or kills it
+// after TimeoutStopSec).
+func (m *Manager) stop() error { return m.transition("stop") }
+
+// transition runs `systemctl <verb>` on the installed unit and prints the
+// state it ended in.
+func (m *Manager) transition(verb string) error {
 	sc, err := systemctl()
 	if err != nil {
 		return err
@@ -184,9 +173,7 @@ func (m *Manager) stop() error {
 	if err := m.requireInstalled(sc); err != nil {
 		return err
 	}
-	// systemctl stop returns once the unit has stopped (or was killed
-	// after TimeoutStopSec).
-	if err := m.runSystemctl(sc, "stop", UnitName); err != nil {
+	if err := m.runSystemctl(sc, verb, UnitName); err != nil {
 		return err
 	}
 	st, err := showStatus(sc)
