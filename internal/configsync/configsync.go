@@ -322,6 +322,11 @@ func (s *Supervisor) fullRead(ctx context.Context) error {
 	}
 	keys := []string{wire.ConfigKeyGlobal, wire.ConfigKeyPC(s.o.PCID)}
 	for _, grp := range groups {
+		// Subscribe before the read: a layer written between the read and
+		// a later subscription would be missed until the next resync
+		// (minutes). The SUB goes out on this connection ahead of the
+		// get, so the server holds it before it answers the read.
+		s.subscribe(subjectKey(bucketConfig, wire.ConfigKeyGroup(grp)))
 		keys = append(keys, wire.ConfigKeyGroup(grp))
 	}
 	for _, k := range keys {
