@@ -37,6 +37,7 @@ func (s *Server) routes() {
 	s.storeRoutes()
 	s.jobRoutes()
 	s.scheduleRoutes()
+	s.configRoutes()
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {

@@ -79,21 +79,21 @@ func (s *scopeFlags) add(cmd *cobra.Command) {
 // key returns the agent_config key of the selected layer.
 func (s *scopeFlags) key(cmd *cobra.Command) (string, error) {
 	groupSet, pcSet := cmd.Flags().Changed("group"), cmd.Flags().Changed("pc")
-	switch {
-	case groupSet && pcSet:
+	if groupSet && pcSet {
 		return "", &exitError{exitUsage, "choose one scope: --group or --pc, not both (neither: global)"}
-	case groupSet:
-		if err := fleetconfig.CheckKeyToken("group", s.group); err != nil {
-			return "", &exitError{exitUsage, err.Error()}
-		}
-		return wire.ConfigKeyGroup(s.group), nil
-	case pcSet:
-		if err := fleetconfig.CheckKeyToken("pc", s.pc); err != nil {
-			return "", &exitError{exitUsage, err.Error()}
-		}
-		return wire.ConfigKeyPC(s.pc), nil
 	}
-	return wire.ConfigKeyGlobal, nil
+	kind, name := fleetconfig.ScopeGlobal, ""
+	switch {
+	case groupSet:
+		kind, name = fleetconfig.ScopeGroup, s.group
+	case pcSet:
+		kind, name = fleetconfig.ScopePC, s.pc
+	}
+	sc, err := fleetconfig.NewScope(kind, name)
+	if err != nil {
+		return "", &exitError{exitUsage, err.Error()}
+	}
+	return sc.Key(), nil
 }
 
 func checkOutput(output string) error {
@@ -150,18 +150,20 @@ func cliConflict(err error) error {
 // decodeScope decodes a stored layer for editing, keeping every field
 // (unknown ones too). An absent key or a JSON null is an empty scope.
 func decodeScope(v kvValue) (map[string]json.RawMessage, error) {
-	m := map[string]json.RawMessage{}
 	if v.Revision == 0 {
-		return m, nil
+		return map[string]json.RawMessage{}, nil
 	}
-	if err := json.Unmarshal(v.Value, &m); err != nil {
-		return nil, &exitError{exitFailure, fmt.Sprintf("%s/%s (revision %d) is not a JSON object, so agents ignore it: %s\nfix it with `kanade config clear` and set the fields again",
-			wire.BucketAgentConfig, v.Key, v.Revision, truncate(v.Value))}
-	}
-	if m == nil {
-		m = map[string]json.RawMessage{}
+	m, err := fleetconfig.DecodeEditable(v.Value)
+	if err != nil {
+		return nil, notObjectError(v)
 	}
 	return m, nil
+}
+
+// notObjectError explains a layer that cannot be edited field by field.
+func notObjectError(v kvValue) error {
+	return &exitError{exitFailure, fmt.Sprintf("%s/%s (revision %d) is not a JSON object, so agents ignore it: %s\nfix it with `kanade config clear` and set the fields again",
+		wire.BucketAgentConfig, v.Key, v.Revision, truncate(v.Value))}
 }
 
 func truncate(b []byte) string {
@@ -185,14 +187,6 @@ func showRaw(raw json.RawMessage, ok bool) string {
 		return string(raw)
 	}
 	return b.String()
-}
-
-func sameJSON(x, y json.RawMessage) bool {
-	var bx, by bytes.Buffer
-	if json.Compact(&bx, x) != nil || json.Compact(&by, y) != nil {
-		return bytes.Equal(x, y)
-	}
-	return bytes.Equal(bx.Bytes(), by.Bytes())
 }
 
 // usageError is an exitUsage error whose message ends with the list of
@@ -278,16 +272,11 @@ func (a *app) printScope(v kvValue, output string) error {
 	view := scopeView{Bucket: wire.BucketAgentConfig, Key: v.Key, Exists: v.Revision > 0, Revision: v.Revision, Fields: map[string]json.RawMessage{}}
 	notObject := false
 	if v.Revision > 0 {
-		l, err := fleetconfig.ParseLayer(v.Key, v.Value)
-		if err != nil {
-			notObject = true
+		var ok bool
+		view.Fields, view.Problems, ok = fleetconfig.Inspect(v.Key, v.Value)
+		notObject = !ok
+		if notObject {
 			view.Raw = string(v.Value)
-			view.Problems = append(view.Problems, wire.ConfigProblem{Layer: v.Key, Message: err.Error() + "; agents ignore this layer"})
-		} else {
-			// Stored values as they are, nulls included (they mean unset).
-			_ = json.Unmarshal(v.Value, &view.Fields)
-			res := fleetconfig.Resolve(fleetconfig.Defaults(1), &l, nil, nil)
-			view.Problems = append(view.Problems, res.Problems...)
 		}
 	}
 	if output == "json" {
@@ -402,7 +391,7 @@ since it was read; otherwise nothing is written and the command says so.
 			changed := false
 			for _, p := range pairs {
 				old, had := m[p.field]
-				if had && sameJSON(old, p.raw) {
+				if had && fleetconfig.SameValue(old, p.raw) {
 					lines = append(lines, fmt.Sprintf("  %s: %s (unchanged)", p.field, showRaw(p.raw, true)))
 					continue
 				}

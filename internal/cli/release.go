@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/kanade-project/kanade/internal/release"
 	"github.com/kanade-project/kanade/internal/release/binfmt"
+	"github.com/kanade-project/kanade/internal/rollout"
 	"github.com/kanade-project/kanade/internal/signing"
 	"github.com/kanade-project/kanade/internal/wire"
 )
@@ -422,70 +422,9 @@ func humanBytes(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
-// releaseRow is one object of agent_releases as listed.
-type releaseRow struct {
-	Object      string    `json:"object"`
-	Version     string    `json:"version"`
-	OS          string    `json:"os"`
-	Arch        string    `json:"arch"`
-	Size        uint64    `json:"size"`
-	SHA256      string    `json:"sha256,omitempty"`
-	KeyID       string    `json:"key_id,omitempty"`
-	Signed      bool      `json:"signed"`
-	PublishedAt time.Time `json:"published_at,omitzero"`
-	// Problem is why agents cannot take this object (empty: they can,
-	// subject to their release keys).
-	Problem string `json:"problem,omitempty"`
-}
-
-func (r releaseRow) platform() string { return r.OS + "-" + r.Arch }
-
-// listReleases reads every object of agent_releases and checks its record
-// the way an agent does (name, size, digest format, signature presence);
-// signatures are not verified here (that takes the endpoints' ring).
-func listReleases(ctx context.Context, js jetstream.JetStream) ([]releaseRow, error) {
-	obs, err := js.ObjectStore(ctx, wire.ObjectAgentReleases)
-	if err != nil {
-		return nil, fmt.Errorf("object store %s: %w (run `kanade jetstream setup`)", wire.ObjectAgentReleases, err)
-	}
-	infos, err := obs.List(ctx)
-	if errors.Is(err, jetstream.ErrNoObjectsFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("listing %s: %w", wire.ObjectAgentReleases, err)
-	}
-	var rows []releaseRow
-	for _, info := range infos {
-		row := releaseRow{Object: info.Name, Size: info.Size}
-		var ok bool
-		if row.Version, row.OS, row.Arch, ok = release.ParseObjectName(info.Name); !ok {
-			row.Problem = "object name is not <version>/<os>-<arch>"
-			rows = append(rows, row)
-			continue
-		}
-		rec, raw, sig, err := release.FromMetadata(info.Metadata)
-		if err == nil {
-			err = release.Check(info.Name, info.Size, rec, raw, sig, nil)
-		}
-		if err == nil {
-			switch {
-			case len(sig) > 0 && rec.KeyID == "":
-				err = errors.New("signature without a key id")
-			case len(sig) == 0 && rec.KeyID != "":
-				err = fmt.Errorf("key id %s but no signature", rec.KeyID)
-			}
-		}
-		row.SHA256, row.KeyID, row.Signed, row.PublishedAt = rec.SHA256, rec.KeyID, len(sig) > 0, rec.PublishedAt
-		if err != nil {
-			row.Problem = err.Error()
-		}
-		rows = append(rows, row)
-	}
-	// obs.List is in stream order; show version then platform.
-	slices.SortFunc(rows, func(x, y releaseRow) int { return strings.Compare(x.Object, y.Object) })
-	return rows, nil
-}
+// releaseRow is one object of agent_releases as listed (the listing and
+// its checks are shared with the HTTP API).
+type releaseRow = rollout.Release
 
 func (a *app) agentReleasesCmd() *cobra.Command {
 	var output string
@@ -509,7 +448,7 @@ verified by the endpoints against their own release keys.`,
 			defer closeConn()
 			ctx, cancel := context.WithTimeout(cmd.Context(), kvTimeout)
 			defer cancel()
-			rows, err := listReleases(ctx, c.JS)
+			rows, err := rollout.ListReleases(ctx, c.JS)
 			if err != nil {
 				return err
 			}
@@ -528,7 +467,7 @@ verified by the endpoints against their own release keys.`,
 			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "VERSION\tPLATFORM\tSIZE\tSHA256\tSIGNED\tPUBLISHED")
 			for _, r := range rows {
-				version, plat := r.Version, r.platform()
+				version, plat := r.Version, r.Platform()
 				if r.Version == "" {
 					version, plat = r.Object, "?"
 				}

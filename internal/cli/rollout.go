@@ -3,23 +3,16 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
-	"github.com/kanade-project/kanade/internal/fleetconfig"
-	"github.com/kanade-project/kanade/internal/release"
+	"github.com/kanade-project/kanade/internal/rollout"
 	"github.com/kanade-project/kanade/internal/wire"
-)
-
-const (
-	fieldTarget = "target_version"
-	fieldJitter = "target_version_jitter"
 )
 
 // rolloutReadHook, when set (tests only), runs between reading a layer and
@@ -104,85 +97,57 @@ target_version and target_version_jitter from the layer again.`,
 				return &exitError{exitUsage, "which version? kanade agent rollout <version> (--global | --group g | --pc p); see kanade agent releases"}
 			}
 			version := args[0]
-			if err := release.CheckVersion(version); err != nil {
-				return &exitError{exitUsage, err.Error() + "; nothing written"}
-			}
-			set := map[string]json.RawMessage{}
-			if set[fieldTarget], err = fleetconfig.Validate(fieldTarget, version); err != nil {
-				return &exitError{exitUsage, err.Error() + "; nothing written"}
-			}
+			var jit *string
 			if cmd.Flags().Changed("jitter") {
-				if set[fieldJitter], err = fleetconfig.Validate(fieldJitter, jitter); err != nil {
+				jit = &jitter
+			}
+			set, err := rollout.Fields(version, jit)
+			if err != nil {
+				var ie *rollout.InputError
+				if errors.As(err, &ie) && ie.Field == rollout.FieldJitter {
 					return &exitError{exitUsage, "--jitter: " + err.Error() + "; nothing written"}
 				}
+				return &exitError{exitUsage, err.Error() + "; nothing written"}
 			}
 			ctx, c, kv, done, err := a.openKV(cmd, wire.BucketAgentConfig)
 			if err != nil {
 				return err
 			}
 			defer done()
-			rows, err := listReleases(ctx, c.JS)
+			rows, err := rollout.ListReleases(ctx, c.JS)
 			if err != nil {
 				return err
 			}
 			if err := a.checkRolloutVersion(version, rows); err != nil {
 				return err
 			}
-			cur, err := readKey(ctx, kv, key)
+			res, err := rollout.Update(ctx, kv, key, rollout.Options{AfterRead: rolloutReadHook}, func(m map[string]json.RawMessage) []rollout.Change {
+				return rollout.Apply(m, set)
+			})
 			if err != nil {
-				return err
+				return rolloutError(err)
 			}
-			if rolloutReadHook != nil {
-				rolloutReadHook(key)
-			}
-			m, err := decodeScope(cur)
-			if err != nil {
-				return err
-			}
+			cur := res.Read
 			where := wire.BucketAgentConfig + "/" + key
-			var lines []string
-			changed := false
-			for _, f := range []string{fieldTarget, fieldJitter} {
-				raw, ok := set[f]
-				if !ok {
-					continue
-				}
-				old, had := m[f]
-				if had && sameJSON(old, raw) {
-					lines = append(lines, fmt.Sprintf("  %s: %s (unchanged)", f, showRaw(raw, true)))
-					continue
-				}
-				m[f] = raw
-				changed = true
-				lines = append(lines, fmt.Sprintf("  %s: %s → %s", f, showRaw(old, had), showRaw(raw, true)))
-			}
-			fmt.Fprintf(a.out, "%s (%s):\n%s\n", where, reach, strings.Join(lines, "\n"))
-			if !changed {
+			fmt.Fprintf(a.out, "%s (%s):\n%s\n", where, reach, changeLines(res.Changes))
+			if !res.Written {
 				fmt.Fprintf(a.out, "already set; nothing written (still revision %d)\n", cur.Revision)
 				return a.noteOverrides(ctx, kv, key)
-			}
-			value, err := json.Marshal(m)
-			if err != nil {
-				return err
-			}
-			rev, err := casPut(ctx, kv, key, value, cur.Revision)
-			if err != nil {
-				return err
 			}
 			prev := "it did not exist"
 			if cur.Revision > 0 {
 				prev = fmt.Sprintf("was revision %d", cur.Revision)
 			}
-			jit := "its target_version_jitter (not set in this layer: from a less specific layer, or the default 10m)"
-			if raw, ok := m[fieldJitter]; ok {
+			upTo := "its target_version_jitter (not set in this layer: from a less specific layer, or the default 10m)"
+			if raw, ok := res.Layer[rollout.FieldJitter]; ok {
 				var d string
 				if json.Unmarshal(raw, &d) != nil {
 					d = showRaw(raw, true)
 				}
-				jit = "the jitter " + d + " set in this layer"
+				upTo = "the jitter " + d + " set in this layer"
 			}
-			fmt.Fprintf(a.out, "written: revision %d (%s)\n", rev, prev)
-			fmt.Fprintf(a.out, "agents act within seconds: every agent in scope (%s) not already running %s updates after a random delay of up to %s; follow with kanade agent current and the agent_update events\n", reach, version, jit)
+			fmt.Fprintf(a.out, "written: revision %d (%s)\n", res.Revision, prev)
+			fmt.Fprintf(a.out, "agents act within seconds: every agent in scope (%s) not already running %s updates after a random delay of up to %s; follow with kanade agent current and the agent_update events\n", reach, version, upTo)
 			return a.noteOverrides(ctx, kv, key)
 		},
 	}
@@ -195,61 +160,40 @@ target_version and target_version_jitter from the layer again.`,
 // checkRolloutVersion refuses a version without any usable release and
 // warns about the platforms it lacks.
 func (a *app) checkRolloutVersion(version string, rows []releaseRow) error {
-	have := map[string]releaseRow{}
-	bad := map[string]string{}
-	others := map[string][]string{} // other version → platforms
-	all := map[string]bool{}
-	for _, r := range rows {
-		if r.Version == "" {
-			continue
-		}
-		if r.Problem == "" || r.Version == version {
-			all[r.platform()] = true
-		}
-		switch {
-		case r.Version != version:
-			if r.Problem == "" {
-				others[r.Version] = append(others[r.Version], r.platform())
-			}
-		case r.Problem != "":
-			bad[r.platform()] = r.Problem
-		default:
-			have[r.platform()] = r
-		}
+	warnings, err := rollout.CheckVersion(version, rows)
+	if err != nil {
+		return &exitError{exitFailure, err.Error()}
 	}
-	if len(have) == 0 {
-		var b strings.Builder
-		fmt.Fprintf(&b, "version %s has no usable release in %s, so no agent could update to it; nothing written", version, wire.ObjectAgentReleases)
-		for _, p := range slices.Sorted(maps.Keys(bad)) {
-			fmt.Fprintf(&b, "\n  %s/%s: invalid record: %s", version, p, bad[p])
-		}
-		if len(others) == 0 {
-			b.WriteString("\nno release is published at all: kanade agent publish <binary> first")
-		} else {
-			b.WriteString("\npublished versions:")
-			for _, v := range slices.Sorted(maps.Keys(others)) {
-				fmt.Fprintf(&b, "\n  %s (%s)", v, strings.Join(others[v], ", "))
-			}
-			fmt.Fprintf(&b, "\npublish %s for these platforms with kanade agent publish <binary> --version %s", version, version)
-		}
-		return &exitError{exitFailure, b.String()}
-	}
-	for _, p := range slices.Sorted(maps.Keys(all)) {
-		if _, ok := have[p]; ok {
-			continue
-		}
-		if msg, ok := bad[p]; ok {
-			fmt.Fprintf(a.errOut, "kanade: warning: %s has no usable %s release (invalid record: %s): PCs on %s refuse it (agent_update_refused) and stay on their version until the target changes\n", version, p, msg, p)
-			continue
-		}
-		fmt.Fprintf(a.errOut, "kanade: warning: %s has no usable %s release (not published): PCs on %s stay on their version and keep retrying until it is published\n", version, p, p)
-	}
-	for _, p := range slices.Sorted(maps.Keys(have)) {
-		if !have[p].Signed {
-			fmt.Fprintf(a.errOut, "kanade: warning: %s for %s is UNSIGNED: endpoints that trust a release key will refuse it\n", version, p)
-		}
+	for _, w := range warnings {
+		fmt.Fprintf(a.errOut, "kanade: warning: %s\n", w)
 	}
 	return nil
+}
+
+// rolloutError turns a failed rollout write into the CLI's exit status and
+// advice.
+func rolloutError(err error) error {
+	var le *rollout.LayerError
+	if errors.As(err, &le) {
+		return notObjectError(le.Read)
+	}
+	return cliConflict(err)
+}
+
+// changeLines shows what a rollout edit did, one field a line.
+func changeLines(changes []rollout.Change) string {
+	var lines []string
+	for _, c := range changes {
+		switch {
+		case !c.Changed:
+			lines = append(lines, fmt.Sprintf("  %s: %s (unchanged)", c.Field, showRaw(c.New, true)))
+		case c.New == nil:
+			lines = append(lines, fmt.Sprintf("  %s: %s → (unset)", c.Field, showRaw(c.Old, true)))
+		default:
+			lines = append(lines, fmt.Sprintf("  %s: %s → %s", c.Field, showRaw(c.Old, c.Old != nil), showRaw(c.New, true)))
+		}
+	}
+	return strings.Join(lines, "\n")
 }
 
 // rolloutClear removes target_version and target_version_jitter from one
@@ -260,162 +204,39 @@ func (a *app) rolloutClear(cmd *cobra.Command, key string) error {
 		return err
 	}
 	defer done()
-	cur, err := readKey(ctx, kv, key)
+	res, err := rollout.Update(ctx, kv, key, rollout.Options{AfterRead: rolloutReadHook}, rollout.Clear)
 	if err != nil {
-		return err
+		return rolloutError(err)
 	}
-	if rolloutReadHook != nil {
-		rolloutReadHook(key)
-	}
+	cur := res.Read
 	where := wire.BucketAgentConfig + "/" + key
-	if cur.Revision == 0 {
+	switch {
+	case cur.Revision == 0:
 		fmt.Fprintf(a.out, "%s does not exist: no target_version to clear; nothing written\n", where)
 		return nil
-	}
-	m, err := decodeScope(cur)
-	if err != nil {
-		return err
-	}
-	var lines []string
-	for _, f := range []string{fieldTarget, fieldJitter} {
-		if old, had := m[f]; had {
-			delete(m, f)
-			lines = append(lines, fmt.Sprintf("  %s: %s → (unset)", f, showRaw(old, true)))
-		}
-	}
-	if len(lines) == 0 {
+	case !res.Written:
 		fmt.Fprintf(a.out, "%s sets no target_version; nothing written (still revision %d)\n", where, cur.Revision)
 		return nil
 	}
-	value, err := json.Marshal(m)
-	if err != nil {
-		return err
-	}
-	rev, err := casPut(ctx, kv, key, value, cur.Revision)
-	if err != nil {
-		return err
-	}
 	fmt.Fprintf(a.out, "%s:\n%s\nwritten: revision %d (was revision %d)\nthe PCs of this layer now follow a less specific layer's target_version, if any (kanade agent current); without one they keep the version they run\n",
-		where, strings.Join(lines, "\n"), rev, cur.Revision)
+		where, changeLines(res.Changes), res.Revision, cur.Revision)
 	return nil
 }
 
-// targetRow is one agent_config layer that sets target_version.
-type targetRow struct {
-	Scope    string `json:"scope"`
-	Key      string `json:"key"`
-	Target   string `json:"target_version,omitempty"`
-	Jitter   string `json:"target_version_jitter,omitempty"`
-	Revision uint64 `json:"revision"`
-	// Problem: agents ignore this layer's target (why).
-	Problem string `json:"problem,omitempty"`
-}
-
-// scopeOf names an agent_config key for display; ok is false for a key
-// that is none of global, groups.<g>, pcs.<pc>.
-func scopeOf(key string) (scope string, rank int, ok bool) {
-	switch {
-	case key == wire.ConfigKeyGlobal:
-		return "global", 0, true
-	case strings.HasPrefix(key, "groups."):
-		return "group " + strings.TrimPrefix(key, "groups."), 1, true
-	case strings.HasPrefix(key, "pcs."):
-		return "pc " + strings.TrimPrefix(key, "pcs."), 2, true
-	}
-	return "", 0, false
-}
-
-// readTargets reads every layer of agent_config and returns those that set
-// target_version (or try to, with a value agents ignore), global first,
-// then groups, then PCs, each sorted.
-func readTargets(ctx context.Context, kv jetstream.KeyValue) ([]targetRow, error) {
-	lister, err := kv.ListKeys(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("listing %s: %w", kv.Bucket(), err)
-	}
-	var keys []string
-	for k := range lister.Keys() {
-		if _, _, ok := scopeOf(k); ok {
-			keys = append(keys, k)
-		}
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("listing %s: %w", kv.Bucket(), err)
-	}
-	slices.SortFunc(keys, func(x, y string) int {
-		_, rx, _ := scopeOf(x)
-		_, ry, _ := scopeOf(y)
-		if rx != ry {
-			return rx - ry
-		}
-		return strings.Compare(x, y)
-	})
-	var rows []targetRow
-	for _, k := range keys {
-		v, err := readKey(ctx, kv, k)
-		if err != nil {
-			return nil, err
-		}
-		if v.Revision == 0 {
-			continue // deleted since it was listed
-		}
-		scope, _, _ := scopeOf(k)
-		row := targetRow{Scope: scope, Key: k, Revision: v.Revision}
-		layer, err := fleetconfig.ParseLayer(scope, v.Value)
-		if err != nil {
-			if strings.Contains(string(v.Value), fieldTarget) {
-				row.Problem = err.Error() + "; agents ignore the whole layer"
-				rows = append(rows, row)
-			}
-			continue
-		}
-		raw, ok := layer.Fields[fieldTarget]
-		if !ok {
-			continue
-		}
-		var target string
-		if json.Unmarshal(raw, &target) == nil {
-			row.Target = target
-		}
-		if res := fleetconfig.Resolve(fleetconfig.Defaults(1), &layer, nil, nil); len(res.Problems) > 0 {
-			for _, p := range res.Problems {
-				if p.Field == fieldTarget || p.Field == fieldJitter {
-					row.Problem = strings.TrimSuffix(p.Message, "; using the default") + "; agents ignore it"
-				}
-			}
-		}
-		if j, ok := layer.Fields[fieldJitter]; ok {
-			var s string
-			if json.Unmarshal(j, &s) == nil {
-				row.Jitter = s
-			} else {
-				row.Jitter = showRaw(j, true)
-			}
-		}
-		rows = append(rows, row)
-	}
-	return rows, nil
-}
+// targetRow is one agent_config layer that sets target_version (shared
+// with the HTTP API).
+type targetRow = rollout.Target
 
 // noteOverrides tells which more specific layers set their own
 // target_version, so a rollout does not reach their PCs.
 func (a *app) noteOverrides(ctx context.Context, kv jetstream.KeyValue, key string) error {
-	rows, err := readTargets(ctx, kv)
+	rows, err := rollout.ReadTargets(ctx, kv)
 	if err != nil {
 		return err
 	}
-	_, rank, _ := scopeOf(key)
 	var over []string
-	for _, r := range rows {
-		_, rr, _ := scopeOf(r.Key)
-		if r.Key == key || r.Problem != "" {
-			continue
-		}
-		// A PC layer beats everything; a group beats global, and of two
-		// groups the later in alphabetical order wins for PCs in both.
-		if rr > rank || (rr == 1 && rank == 1 && r.Key > key) {
-			over = append(over, fmt.Sprintf("%s → %s", r.Scope, r.Target))
-		}
+	for _, r := range rollout.Overrides(rows, key) {
+		over = append(over, fmt.Sprintf("%s → %s", r.Scope, r.Target))
 	}
 	if len(over) > 0 {
 		fmt.Fprintf(a.out, "note: these more specific layers set their own target_version and win for their PCs: %s\n", strings.Join(over, ", "))
@@ -444,7 +265,7 @@ pcs.<pc>, else its groups (the last in alphabetical order), else global.
 				return err
 			}
 			defer done()
-			rows, err := readTargets(ctx, kv)
+			rows, err := rollout.ReadTargets(ctx, kv)
 			if err != nil {
 				return err
 			}
