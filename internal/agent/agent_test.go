@@ -185,8 +185,8 @@ func TestTimeoutKillsGrandchildren(t *testing.T) {
 	pids := filepath.Join(dir, "pids")
 	script := fmt.Sprintf(`sh -c 'sleep 300 & echo $! >> %[1]s; sleep 300' & echo $! >> %[1]s; sleep 300`, pids)
 	res := runOn(t, c, fleetclient.Target{PC: "pc-1"}, wire.Command{Script: script, TimeoutSecs: 1}, 1)[0]
-	if res.ExitCode != wire.ExitKilled || !strings.Contains(res.Stderr, "timed out") {
-		t.Fatalf("result = %+v, want exit -1 and a timeout reason", res)
+	if res.ExitCode != wire.ExitKilled || !res.TimedOut || !strings.Contains(res.Stderr, "timed out") {
+		t.Fatalf("result = %+v, want exit -1, timed_out and a timeout reason", res)
 	}
 	b, err := os.ReadFile(pids)
 	if err != nil {

@@ -106,13 +106,13 @@ func (a *Agent) execute(c wire.Command, resultID string) {
 		out, err := a.cfg.Exec(ctx, spec)
 		if err != nil {
 			now := time.Now().UTC()
-			res.ExitCode, res.Skipped = wire.ExitSpawnFailed, true
+			res.ExitCode, res.Skipped, res.TimedOut = wire.ExitSpawnFailed, true, false
 			res.Stderr = "[kanade] " + err.Error() + "\n"
 			res.StartedAt, res.FinishedAt = now, now
 			log.Warn("command could not start", "err", err)
 			break
 		}
-		res.ExitCode = out.ExitCode
+		res.ExitCode, res.TimedOut = out.ExitCode, out.TimedOut
 		res.Stdout, res.Stderr = out.Stdout, out.Stderr
 		res.StartedAt, res.FinishedAt = out.StartedAt, out.FinishedAt
 		res.Attempts = n
@@ -131,13 +131,15 @@ func (a *Agent) execute(c wire.Command, resultID string) {
 		held = false
 		backoff := time.Duration(c.Retry.BackoffSecs) * time.Second
 		if !sleepCtx(ctx, backoff) {
-			res.ExitCode = wire.ExitKilled
+			// Killed now, whatever the attempt before did (it may
+			// have timed out).
+			res.ExitCode, res.TimedOut = wire.ExitKilled, false
 			res.Stderr += fmt.Sprintf("[kanade] %s during the retry backoff after attempt %d\n", reasonOf(ctx), n)
 			res.FinishedAt = time.Now().UTC()
 			break
 		}
 		if err := a.slots.acquire(ctx); err != nil {
-			res.ExitCode = wire.ExitKilled
+			res.ExitCode, res.TimedOut = wire.ExitKilled, false
 			res.Stderr += fmt.Sprintf("[kanade] %s while waiting for a run slot for attempt %d\n", reasonOf(ctx), n+1)
 			res.FinishedAt = time.Now().UTC()
 			break

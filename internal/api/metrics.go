@@ -17,6 +17,12 @@ type MetricsWriter struct {
 	seen map[string]bool
 }
 
+// NewMetricsWriter writes to w (what /metrics does; also tests of the
+// functions that feed it).
+func NewMetricsWriter(w io.Writer) *MetricsWriter {
+	return &MetricsWriter{w: w, seen: map[string]bool{}}
+}
+
 // Gauge writes one gauge sample; help and type are written once per name.
 func (m *MetricsWriter) Gauge(name, help string, value float64, labels ...string) {
 	m.sample(name, "gauge", help, value, labels...)
@@ -116,7 +122,7 @@ func (l *latencies) write(m *MetricsWriter) {
 // the HTTP listener to a trusted interface).
 func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-	m := &MetricsWriter{w: w, seen: map[string]bool{}}
+	m := NewMetricsWriter(w)
 	if s.d.Metrics != nil {
 		s.d.Metrics(m)
 	}

@@ -18,6 +18,7 @@ func (s *Server) storeRoutes() {
 	s.handle("GET /api/agents/{pc}", viewer, s.getAgent)
 	s.handle("GET /api/results", viewer, s.listResults)
 	s.handle("GET /api/executions/{exec_id}", viewer, s.getExecution)
+	s.handle("GET /api/inventory", viewer, s.searchInventory)
 	s.handle("GET /api/inventory/{pc}", viewer, s.inventory)
 	s.handle("GET /api/timeline", viewer, s.timeline)
 	s.handle("GET /api/audit", viewer, s.auditList)

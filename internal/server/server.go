@@ -61,6 +61,9 @@ type Options struct {
 	Out io.Writer
 	// Ready, when set, is called once everything is up (tests).
 	Ready func(natsURL, httpURL string)
+	// RetentionInterval, when positive, replaces [retention] interval
+	// and the delay of the first trim (tests).
+	RetentionInterval time.Duration
 }
 
 // Run starts the system and blocks until ctx is cancelled.
@@ -146,6 +149,12 @@ func Run(ctx context.Context, o Options) error {
 			log.Error("projector stopped", "err", err)
 		}
 	})
+	policy, err := cfg.Retention.Policy()
+	if err != nil {
+		return err
+	}
+	ret := newRetainer(st, policy, log.With("component", "retention"), o.RetentionInterval)
+	bg.Go(func() { ret.run(bgCtx) })
 
 	// 3. Jobs, waves and schedules.
 	fc, err := fleetclient.New(nc)
@@ -187,7 +196,7 @@ func Run(ctx context.Context, o Options) error {
 	var hs *http.Server
 	if !o.NoHTTP {
 		h, err := api.New(api.Deps{NC: nc, JS: js, Auth: auth, Logger: log.With("component", "api"), Store: st,
-			Jobs: &api.Jobs{Catalog: catalog, Executor: executor}, Schedules: schedules, Metrics: metrics(st, proj, js)})
+			Jobs: &api.Jobs{Catalog: catalog, Executor: executor}, Schedules: schedules, Metrics: metrics(st, proj, js, ret)})
 		if err != nil {
 			return err
 		}
@@ -293,7 +302,7 @@ func (f storeFleet) PCs(ctx context.Context, t jobs.Target) ([]string, error) {
 }
 
 // metrics adds the backend's figures to /metrics.
-func metrics(st *store.Store, proj *projector.Projector, js jetstream.JetStream) func(*api.MetricsWriter) {
+func metrics(st *store.Store, proj *projector.Projector, js jetstream.JetStream, ret *retainer) func(*api.MetricsWriter) {
 	return func(m *api.MetricsWriter) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -308,6 +317,10 @@ func metrics(st *store.Store, proj *projector.Projector, js jetstream.JetStream)
 			m.Counter("kanade_projector_decode_errors_total", "Messages that could not be decoded (acked and skipped).", float64(s.DecodeErrors), "stream", s.Stream)
 		}
 		m.Counter("kanade_heartbeats_received_total", "Heartbeats received.", float64(ps.Heartbeats.Received))
+		m.Gauge("kanade_projector_heartbeat_lag_seconds", "Receipt-to-commit age of the oldest heartbeat in the last flush (how far the agents table trails the fleet).", ps.Heartbeats.LastLag.Seconds())
+		m.Gauge("kanade_projector_heartbeat_lag_max_seconds", "Largest heartbeat receipt-to-commit age since start.", ps.Heartbeats.MaxLag.Seconds())
+		writeResultsMetric(m, ps.Results)
+		ret.writeMetrics(m)
 		for _, name := range []string{wire.StreamExec, wire.StreamResults, wire.StreamEvents, wire.StreamObs, wire.StreamInventory, wire.StreamAudit} {
 			s, err := js.Stream(ctx, name)
 			if err != nil {

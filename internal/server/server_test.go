@@ -26,13 +26,20 @@ type running struct {
 
 func startServer(t *testing.T, dataDir, natsListen string) running {
 	t.Helper()
+	return startServerWith(t, server.Options{DataDir: dataDir, NATSListen: natsListen})
+}
+
+// startServerWith runs the server with o (HTTP on a free port, logs
+// discarded) until the test ends.
+func startServerWith(t *testing.T, o server.Options) running {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan [2]string, 1)
 	done := make(chan error, 1)
-	go func() {
-		done <- server.Run(ctx, server.Options{DataDir: dataDir, NATSListen: natsListen, HTTPListen: "127.0.0.1:0",
-			Logger: slog.New(slog.DiscardHandler), Ready: func(n, h string) { ready <- [2]string{n, h} }})
-	}()
+	o.HTTPListen = "127.0.0.1:0"
+	o.Logger = slog.New(slog.DiscardHandler)
+	o.Ready = func(n, h string) { ready <- [2]string{n, h} }
+	go func() { done <- server.Run(ctx, o) }()
 	select {
 	case u := <-ready:
 		stopped := false

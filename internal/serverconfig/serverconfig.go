@@ -13,10 +13,12 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/kanade-project/kanade/internal/broker"
+	"github.com/kanade-project/kanade/internal/wire"
 )
 
 // Environment variables carrying secrets.
@@ -31,10 +33,11 @@ const DefaultHTTPListen = "127.0.0.1:8080"
 
 // Config is server.toml.
 type Config struct {
-	DataDir string `toml:"data_dir"`
-	NATS    NATS   `toml:"nats"`
-	HTTP    HTTP   `toml:"http"`
-	Auth    Auth   `toml:"auth"`
+	DataDir   string    `toml:"data_dir"`
+	NATS      NATS      `toml:"nats"`
+	HTTP      HTTP      `toml:"http"`
+	Auth      Auth      `toml:"auth"`
+	Retention Retention `toml:"retention"`
 }
 
 // NATS is the [nats] table.
@@ -64,6 +67,111 @@ type Auth struct {
 	JWTSecretFile string `toml:"jwt_secret_file"`
 }
 
+// Retention is the [retention] table: how long the SQLite projection keeps
+// the rows of its history tables, and how often the server trims them.
+// Each age is a duration like "90d" or "12h"; "off" (or "0") keeps a
+// table's rows forever; empty means the default. JetStream's own limits
+// (RESULTS 30 d, AUDIT 90 d, ...) are separate: the projection may keep
+// more than the streams, and a rebuilt database holds only what the streams
+// still have.
+type Retention struct {
+	Results          string `toml:"results"`           // default 90d
+	Started          string `toml:"started"`           // default 7d
+	Timeline         string `toml:"timeline"`          // default 30d
+	InventoryHistory string `toml:"inventory_history"` // default 180d
+	Audit            string `toml:"audit"`             // default 365d, at least 90d
+	// AllowShortAudit permits an audit age below MinAuditRetention. The
+	// audit log is the record of who did what; shortening it below what
+	// the AUDIT stream itself keeps must be a stated decision, not a
+	// copy-paste of another line.
+	AllowShortAudit bool `toml:"allow_short_audit"`
+	// Interval between trims (default 1h, 1m to 24h); the first trim runs
+	// a minute after start.
+	Interval string `toml:"interval"`
+	// BatchSize is the most rows deleted per transaction (default 1000,
+	// 1 to 100000): projectors write between two batches.
+	BatchSize int `toml:"batch_size"`
+}
+
+// Retention defaults and bounds.
+const (
+	DefaultRetentionInterval  = time.Hour
+	DefaultRetentionBatchSize = 1000
+	// MinRetention is the shortest age a table may be given: anything
+	// shorter is a unit mistake ("90m" for "90d"), not a policy.
+	MinRetention = time.Hour
+	// MinAuditRetention is the audit floor without allow_short_audit: the
+	// AUDIT stream's own max age.
+	MinAuditRetention = 90 * 24 * time.Hour
+)
+
+// TableRetention is one trimmable table and the age beyond which its rows
+// are deleted; MaxAge 0 keeps them forever.
+type TableRetention struct {
+	Table  string
+	MaxAge time.Duration
+}
+
+// RetentionPolicy is the [retention] table parsed and defaulted.
+type RetentionPolicy struct {
+	// Tables lists every trimmable table of the store (results, started,
+	// timeline, inventory_history, audit), disabled ones with MaxAge 0.
+	Tables    []TableRetention
+	Interval  time.Duration
+	BatchSize int
+}
+
+// Policy parses and checks the table; every error names its key. Parse
+// and Load call it, so a loaded Config's Policy never fails.
+func (r Retention) Policy() (RetentionPolicy, error) {
+	p := RetentionPolicy{Interval: DefaultRetentionInterval, BatchSize: DefaultRetentionBatchSize}
+	for _, t := range []struct{ key, value, def string }{
+		{"results", r.Results, "90d"},
+		{"started", r.Started, "7d"},
+		{"timeline", r.Timeline, "30d"},
+		{"inventory_history", r.InventoryHistory, "180d"},
+		{"audit", r.Audit, "365d"},
+	} {
+		v := strings.TrimSpace(t.value)
+		if v == "" {
+			v = t.def
+		}
+		var age time.Duration
+		if !strings.EqualFold(v, "off") {
+			d, err := wire.ParseDuration(v)
+			switch {
+			case err == nil && d == 0: // "0", "0d": off
+			case err != nil:
+				return p, fmt.Errorf(`[retention] %s = %q: %w (or "off" to keep rows forever)`, t.key, t.value, err)
+			case d < MinRetention:
+				return p, fmt.Errorf(`[retention] %s = %q: shorter than %v, which looks like a unit mistake; use hours or days ("12h", "90d"), or "off"`, t.key, t.value, MinRetention)
+			case t.key == "audit" && d < MinAuditRetention && !r.AllowShortAudit:
+				return p, fmt.Errorf(`[retention] audit = %q: below the %dd floor (what the AUDIT stream keeps); set allow_short_audit = true to trim the audit log sooner, or "off" to keep it`, t.value, MinAuditRetention/(24*time.Hour))
+			}
+			age = d
+		}
+		p.Tables = append(p.Tables, TableRetention{Table: t.key, MaxAge: age})
+	}
+	if v := strings.TrimSpace(r.Interval); v != "" {
+		d, err := wire.ParseDuration(v)
+		if err != nil {
+			return p, fmt.Errorf("[retention] interval = %q: %w", r.Interval, err)
+		}
+		if d < time.Minute || d > 24*time.Hour {
+			return p, fmt.Errorf("[retention] interval = %q: expected 1m to 24h", r.Interval)
+		}
+		p.Interval = d
+	}
+	switch {
+	case r.BatchSize == 0:
+	case r.BatchSize < 1 || r.BatchSize > 100_000:
+		return p, fmt.Errorf("[retention] batch_size = %d: expected 1 to 100000", r.BatchSize)
+	default:
+		p.BatchSize = r.BatchSize
+	}
+	return p, nil
+}
+
 // Secrets resolved from the environment or files.
 type Secrets struct {
 	APIToken  string
@@ -79,6 +187,12 @@ func Parse(b []byte) (*Config, error) {
 		var sme *toml.StrictMissingError
 		if errors.As(err, &sme) {
 			return nil, fmt.Errorf("unknown key(s):\n%s", sme.String())
+		}
+		// A wrong type (results = 90 for "90d") names the Go field;
+		// name the TOML key too.
+		var de *toml.DecodeError
+		if errors.As(err, &de) && len(de.Key()) > 0 {
+			return nil, fmt.Errorf("%s: %w", strings.Join(de.Key(), "."), err)
 		}
 		return nil, err
 	}
@@ -129,6 +243,9 @@ func (c *Config) fill() error {
 	}
 	if c.NATS.Replicas < 0 || c.NATS.Replicas > 5 {
 		return fmt.Errorf("[nats] replicas = %d: expected 1 to 5", c.NATS.Replicas)
+	}
+	if _, err := c.Retention.Policy(); err != nil {
+		return err
 	}
 	return nil
 }

@@ -20,35 +20,58 @@ var retention = map[string]string{
 	"audit":             "at",
 }
 
+// TrimmableTables lists the tables TrimOlderThan and TrimBatch accept.
+func TrimmableTables() []string {
+	return []string{"results", "started", "timeline", "inventory_history", "audit"}
+}
+
 // TrimOlderThan deletes rows of table whose time is before cutoff, batch
 // rows per transaction so that projectors are never blocked for long, and
 // returns how many it deleted. Trimmable tables: results (finished_at),
 // started (started_at), timeline (at), inventory_history (collected_at) and
 // audit (at). exec_counters keep their totals.
 func (s *Store) TrimOlderThan(ctx context.Context, table string, cutoff time.Time, batch int) (int64, error) {
-	col, ok := retention[table]
-	if !ok {
-		return 0, invalid("table %q has no retention (trimmable: results, started, timeline, inventory_history, audit)", table)
-	}
 	if batch <= 0 {
 		batch = 1000
 	}
-	q := fmt.Sprintf(`DELETE FROM %[1]s WHERE rowid IN (SELECT rowid FROM %[1]s WHERE %[2]s < ? LIMIT ?)`, table, col)
 	var total int64
 	for {
-		res, err := s.w.ExecContext(ctx, q, cutoff.UnixMilli(), batch)
-		if err != nil {
-			return total, fmt.Errorf("store: trim %s: %w", table, err)
-		}
-		n, _ := res.RowsAffected()
+		n, err := s.TrimBatch(ctx, table, cutoff, batch)
 		total += n
-		if n < int64(batch) {
-			return total, nil
+		if err != nil || n < int64(batch) {
+			return total, err
 		}
 		if err := ctx.Err(); err != nil {
 			return total, err
 		}
 	}
+}
+
+// TrimBatch deletes at most batch rows of table whose time is before
+// cutoff, in one transaction of its own, and returns how many it deleted:
+// fewer than batch means none is left. Each batch goes through the single
+// writer connection like a projector's transaction, so projectors commit
+// between two batches of a long trim. See TrimOlderThan for the tables.
+func (s *Store) TrimBatch(ctx context.Context, table string, cutoff time.Time, batch int) (int64, error) {
+	col, ok := retention[table]
+	if !ok {
+		return 0, invalid("table %q has no retention (trimmable: %s)", table, strings.Join(TrimmableTables(), ", "))
+	}
+	if batch <= 0 {
+		return 0, invalid("trim batch of %d rows", batch)
+	}
+	// The time columns are indexed: the inner SELECT reads only the rows
+	// it deletes.
+	q := fmt.Sprintf(`DELETE FROM %[1]s WHERE rowid IN (SELECT rowid FROM %[1]s WHERE %[2]s < ? LIMIT ?)`, table, col)
+	res, err := s.w.ExecContext(ctx, q, cutoff.UnixMilli(), batch)
+	if err != nil {
+		return 0, fmt.Errorf("store: trim %s: %w", table, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("store: trim %s: %w", table, err)
+	}
+	return n, nil
 }
 
 // fingerprints lists, per table, the columns that identify its content and

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -23,12 +24,48 @@ const (
 	OutcomeRunning = "running"
 )
 
-// Outcome classifies a result: skipped first (every synthetic refusal but
-// 123 is skipped), then killed or timed out (exit -1), then by exit code.
-func Outcome(r wire.ExecResult) string {
+// Finer classes of a result, each a kind of one outcome (see Classify).
+const (
+	// ClassTimedOut: killed because the run hit its timeout (an
+	// OutcomeKilled).
+	ClassTimedOut = "timed_out"
+	// ClassInvalid: the agent could not decode the command (exit 122).
+	ClassInvalid = "invalid"
+	// ClassSpawnFailed: the shell could not be started (exit 128).
+	ClassSpawnFailed = "spawn_failed"
+	// ClassOutcomeUnknown: the agent stopped during the run (exit 129).
+	ClassOutcomeUnknown = "outcome_unknown"
+)
+
+// Classes lists every value Classify returns, so that metrics can show
+// each series from the start.
+func Classes() []string {
+	return []string{OutcomeSucceeded, OutcomeFailed, ClassTimedOut, OutcomeKilled, OutcomeSkipped,
+		ClassInvalid, ClassSpawnFailed, ClassOutcomeUnknown}
+}
+
+// Classify is the one classification of a result. Skipped comes first
+// (every synthetic result but 123 is skipped; 122, 128 and 129 have their
+// own class, the gates 124 to 127 are plain skipped), then exit -1 (timed
+// out when the agent says so, else killed), then success or failure by exit
+// code. A result that is not skipped carries the script's own exit code,
+// so 123 (refused, never skipped) cannot be told from a script exiting 123
+// and counts as failed.
+//
+// Outcome folds the classes into the four outcomes stored and counted per
+// execution; kanade_results_total shows the classes themselves.
+func Classify(r wire.ExecResult) string {
 	switch {
+	case r.Skipped && r.ExitCode == wire.ExitInvalidCommand:
+		return ClassInvalid
+	case r.Skipped && r.ExitCode == wire.ExitSpawnFailed:
+		return ClassSpawnFailed
+	case r.Skipped && r.ExitCode == wire.ExitOutcomeUnknown:
+		return ClassOutcomeUnknown
 	case r.Skipped:
 		return OutcomeSkipped
+	case r.ExitCode == wire.ExitKilled && r.TimedOut:
+		return ClassTimedOut
 	case r.ExitCode == wire.ExitKilled:
 		return OutcomeKilled
 	case r.ExitCode == 0:
@@ -36,6 +73,21 @@ func Outcome(r wire.ExecResult) string {
 	}
 	return OutcomeFailed
 }
+
+// OutcomeOf folds a class (Classify) into its outcome.
+func OutcomeOf(class string) string {
+	switch class {
+	case ClassTimedOut:
+		return OutcomeKilled
+	case ClassInvalid, ClassSpawnFailed, ClassOutcomeUnknown:
+		return OutcomeSkipped
+	}
+	return class
+}
+
+// Outcome is the result's stored outcome: succeeded, failed, skipped or
+// killed (timeouts included).
+func Outcome(r wire.ExecResult) string { return OutcomeOf(Classify(r)) }
 
 // CheckResult reports a result the store cannot key.
 func CheckResult(r wire.ExecResult) error {
@@ -183,6 +235,9 @@ type Tx struct {
 	// execution at commit: a batch of 500 results of one broadcast costs
 	// one counter update, not 500.
 	counters map[string]*counterDelta
+	// added counts the results this transaction stored for the first
+	// time, by class (AddedResults).
+	added map[string]uint64
 }
 
 type counterDelta struct{ results, succeeded, failed, skipped, killed int64 }
@@ -264,7 +319,8 @@ func (t *Tx) UpsertResult(r wire.ExecResult, seq uint64) error {
 	if err := CheckResult(r); err != nil {
 		return err
 	}
-	outcome := Outcome(r)
+	class := Classify(r)
+	outcome := OutcomeOf(class)
 	res, err := t.stmt("result.insert").ExecContext(t.ctx,
 		r.ResultID, r.RequestID, r.ExecID, r.JobID, r.Version, r.ManifestID,
 		r.PCID, r.ExitCode, r.Skipped, outcome, r.Stdout, r.Stderr, r.StdoutObject, r.StderrObject,
@@ -274,6 +330,10 @@ func (t *Tx) UpsertResult(r wire.ExecResult, seq uint64) error {
 	}
 	if n, _ := res.RowsAffected(); n == 1 {
 		t.count(r.ExecID, outcome, 1)
+		if t.added == nil {
+			t.added = make(map[string]uint64)
+		}
+		t.added[class]++
 		return nil
 	}
 	// Known result_id: the rare path.
@@ -296,6 +356,18 @@ func (t *Tx) UpsertResult(r wire.ExecResult, seq uint64) error {
 		t.count(r.ExecID, outcome, 1)
 	}
 	return nil
+}
+
+// AddedResults returns how many results this transaction has stored for
+// the first time so far, by class (Classify). A result_id already in the
+// database (redelivered, republished, or a newer copy) is not among them,
+// so a caller that adds these up after each commit counts every result
+// once per database. Nil when there are none.
+func (t *Tx) AddedResults() map[string]uint64 {
+	if len(t.added) == 0 {
+		return nil
+	}
+	return maps.Clone(t.added)
 }
 
 // AddStarted records that a PC is about to run an execution. Idempotent

@@ -93,6 +93,10 @@ type ExecResult struct {
 	FinishedAt   time.Time `json:"finished_at,omitzero"`
 	ManifestID   string    `json:"manifest_id,omitempty"`
 	Attempts     int       `json:"attempts,omitempty"`
+	// TimedOut marks an ExitKilled result whose run hit its timeout_secs
+	// rather than being killed, so that the backend counts timeouts apart
+	// (store.Classify). Older agents report a timeout as a plain kill.
+	TimedOut bool `json:"timed_out,omitempty"`
 }
 
 // EventStarted is published on events.started.<exec_id>.<pc> just before

@@ -73,6 +73,7 @@ func goldenCases() []goldenCase {
 				FinishedAt:   t2,
 				ManifestID:   "manifest-42",
 				Attempts:     2,
+				TimedOut:     true,
 			},
 			fresh: func() any { return new(ExecResult) },
 		},
