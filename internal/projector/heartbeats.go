@@ -84,8 +84,12 @@ func (p *Projector) FlushHeartbeats(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 	list := make([]store.Heartbeat, 0, len(pending))
+	var oldest time.Time
 	for _, h := range pending {
 		list = append(list, h)
+		if oldest.IsZero() || h.SeenAt.Before(oldest) {
+			oldest = h.SeenAt
+		}
 	}
 	err := p.o.Store.Tx(ctx, func(tx *store.Tx) error { return tx.UpsertHeartbeats(list) })
 	if err != nil {
@@ -101,5 +105,16 @@ func (p *Projector) FlushHeartbeats(ctx context.Context) (int, error) {
 	}
 	p.hbStats.flushed.Add(uint64(len(list)))
 	p.hbStats.flushes.Add(1)
+	// The age of the oldest heartbeat at commit is the flush's worst lag:
+	// how stale "online" could be in SQLite. Receipt time, not the agent's
+	// clock, so a PC with a wrong clock does not distort it.
+	lag := int64(time.Since(oldest))
+	p.hbStats.lastLag.Store(lag)
+	for {
+		cur := p.hbStats.maxLag.Load()
+		if lag <= cur || p.hbStats.maxLag.CompareAndSwap(cur, lag) {
+			break
+		}
+	}
 	return len(list), nil
 }

@@ -372,6 +372,11 @@ func TestHeartbeatsOfThreePCsBatchedNewestWins(t *testing.T) {
 	if s := r.Stats().Heartbeats; s.Flushes != 1 || s.Flushed != 4 {
 		t.Fatalf("heartbeat stats = %+v, want one flush of 4 rows", s)
 	}
+	// The flush's lag is measured from receipt: positive, and the
+	// maximum since start is at least the last one.
+	if s := r.Stats().Heartbeats; s.LastLag <= 0 || s.MaxLag < s.LastLag {
+		t.Fatalf("heartbeat lag = last %v max %v, want 0 < last <= max", s.LastLag, s.MaxLag)
+	}
 	lastSeen := map[string]time.Time{}
 	for _, pc := range []string{"pc1", "pc2", "pc3"} {
 		a, err := st.GetAgent(ctx, pc)

@@ -10,6 +10,10 @@ import (
 type Stats struct {
 	Streams    []StreamStats  `json:"streams"`
 	Heartbeats HeartbeatStats `json:"heartbeats"`
+	// Results counts the results committed to SQLite for the first time
+	// since start, by class (store.Classify: succeeded, failed,
+	// timed_out, ...): each result_id once, however often it is delivered.
+	Results map[string]uint64 `json:"results"`
 }
 
 // StreamStats describes one stream's projector.
@@ -52,6 +56,10 @@ type HeartbeatStats struct {
 	FlushErrors uint64 `json:"flush_errors"`
 	// Pending (gauge) is the number of PCs waiting for the next flush.
 	Pending int `json:"pending"`
+	// LastLag (gauge) is, for the last flush, the time from the receipt of
+	// its oldest heartbeat to the commit; MaxLag the largest since start.
+	LastLag time.Duration `json:"last_lag_ns"`
+	MaxLag  time.Duration `json:"max_lag_ns"`
 }
 
 // Stats returns a snapshot of the counters. Safe for concurrent use.
@@ -72,10 +80,12 @@ func (p *Projector) Stats() Stats {
 	st.Heartbeats = HeartbeatStats{
 		Received: p.hbStats.received.Load(), DecodeErrors: p.hbStats.decodeErrors.Load(),
 		Flushed: p.hbStats.flushed.Load(), Flushes: p.hbStats.flushes.Load(), FlushErrors: p.hbStats.flushErrors.Load(),
+		LastLag: time.Duration(p.hbStats.lastLag.Load()), MaxLag: time.Duration(p.hbStats.maxLag.Load()),
 	}
 	p.hbMu.Lock()
 	st.Heartbeats.Pending = len(p.hbPending)
 	p.hbMu.Unlock()
+	st.Results = p.results.snapshot()
 	return st
 }
 
