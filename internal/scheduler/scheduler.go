@@ -310,6 +310,14 @@ func (s *Scheduler) session(ctx context.Context) error {
 		return err
 	}
 	defer stateW.Stop()
+	// The freeze flag is read when firing; watching it as well makes a
+	// thaw take effect now rather than at the next reconcile (a minute):
+	// per_pc schedules held by the freeze fire as soon as it is lifted.
+	freezeW, err := s.kvFleet.Watch(ctx, FreezeKey)
+	if err != nil {
+		return err
+	}
+	defer freezeW.Stop()
 
 	s.schedules = map[string]schedEntry{}
 	s.revs = map[string]keyRev{}
@@ -328,6 +336,15 @@ func (s *Scheduler) session(ctx context.Context) error {
 			schedReady = true
 		default:
 			s.applySchedule(ent)
+		}
+		return nil
+	}
+	onFreeze := func(ent jetstream.KeyValueEntry, ok bool) error {
+		if !ok {
+			return errors.New("the freeze watch ended")
+		}
+		if ent != nil {
+			s.dirty = true
 		}
 		return nil
 	}
@@ -361,6 +378,8 @@ func (s *Scheduler) session(ctx context.Context) error {
 			err = onSched(ent, ok)
 		case ent, ok := <-stateW.Updates():
 			err = onState(ent, ok)
+		case ent, ok := <-freezeW.Updates():
+			err = onFreeze(ent, ok)
 		case <-timerC:
 			timer = nil
 		}
@@ -376,6 +395,8 @@ func (s *Scheduler) session(ctx context.Context) error {
 				err = onSched(ent, ok)
 			case ent, ok := <-stateW.Updates():
 				err = onState(ent, ok)
+			case ent, ok := <-freezeW.Updates():
+				err = onFreeze(ent, ok)
 			default:
 				break drain
 			}
