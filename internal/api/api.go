@@ -124,6 +124,9 @@ func (s *Server) handle(pattern string, role apiauth.Role, h handler) {
 		case errors.Is(err, apiauth.ErrRateLimited):
 			writeError(w, errf(http.StatusTooManyRequests, "rate_limited", "%v", err))
 			return
+		case errors.Is(err, apiauth.ErrCSRF):
+			writeError(w, errf(http.StatusForbidden, "csrf", "%v", err))
+			return
 		case err != nil:
 			writeError(w, errf(http.StatusUnauthorized, "unauthorized", "%v", err))
 			return

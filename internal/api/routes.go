@@ -38,6 +38,8 @@ func (s *Server) routes() {
 	s.jobRoutes()
 	s.scheduleRoutes()
 	s.configRoutes()
+	s.sessionRoutes()
+	s.executionRoutes()
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {

@@ -4,6 +4,15 @@
 // root-only file, never from the config file. Comparisons are constant
 // time, and failed attempts are rate limited per client address so a
 // token cannot be guessed online.
+//
+// Browsers (the dashboard) trade one of those tokens for a session (Login):
+// an HS256 JWT of the server's own, audience "kanade-session", carried in
+// the HttpOnly, SameSite=Strict cookie kanade_session. The presented token
+// is never stored in the browser. Session and API tokens have distinct
+// audiences and signing keys, so neither is accepted as the other. A
+// request authenticated by the cookie that may change something (any
+// method but GET, HEAD and OPTIONS) must carry X-Kanade-Request: 1, which
+// a cross-site form cannot set (ErrCSRF otherwise).
 package apiauth
 
 import (
@@ -59,17 +68,33 @@ func ParseRole(s string) (Role, error) {
 type Identity struct {
 	Actor string
 	Role  Role
+	// Method is how the caller authenticated: MethodToken, MethodJWT,
+	// MethodSession or MethodDev.
+	Method string
+	// ExpiresAt is when the credential stops being accepted; zero for the
+	// static token and dev mode.
+	ExpiresAt time.Time
 }
+
+// Methods of an Identity.
+const (
+	MethodToken   = "token"
+	MethodJWT     = "jwt"
+	MethodSession = "session"
+	MethodDev     = "dev"
+)
 
 // Errors of Authenticate.
 var (
-	ErrNoCredentials = errors.New("missing credentials: send Authorization: Bearer <token>")
+	ErrNoCredentials = errors.New("missing credentials: send Authorization: Bearer <token>, or log in (POST /api/session) for a session cookie")
 	ErrBadToken      = errors.New("invalid token")
 	ErrRateLimited   = errors.New("too many failed attempts; wait and retry")
+	ErrCSRF          = errors.New("a request authenticated by the session cookie must carry the header " + CSRFHeader + ": 1 unless it is a GET, HEAD or OPTIONS (cross-site forms cannot set it)")
 )
 
-// Authenticator checks bearer credentials. Disabled (dev mode) lets every
-// request through as admin "dev".
+// Authenticator checks bearer credentials and session cookies. Disabled
+// (dev mode) lets every request through as admin "dev". Use it through a
+// pointer: it holds the failure counts and the session key.
 type Authenticator struct {
 	Disabled bool
 	// Token is the static admin token (empty: none).
@@ -79,41 +104,61 @@ type Authenticator struct {
 	// Now is the clock (tests).
 	Now func() time.Time
 
-	limiter failureLimiter
+	limiter    failureLimiter
+	sessionKey lazyKey
 }
 
-// Authenticate returns the caller's identity.
+func (a *Authenticator) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
+}
+
+func devIdentity() Identity { return Identity{Actor: "dev", Role: RoleAdmin, Method: MethodDev} }
+
+// Authenticate returns the caller's identity. An Authorization: Bearer
+// header is checked when present (and decides alone); otherwise the
+// session cookie is. Any other Authorization scheme (a reverse proxy's
+// Basic auth, say) is ignored.
 func (a *Authenticator) Authenticate(r *http.Request) (Identity, error) {
 	if a.Disabled {
-		return Identity{Actor: "dev", Role: RoleAdmin}, nil
+		return devIdentity(), nil
 	}
-	now := time.Now
-	if a.Now != nil {
-		now = a.Now
-	}
+	now := a.now()
 	client := clientAddr(r)
-	if a.limiter.blocked(client, now()) {
+	if a.limiter.blocked(client, now) {
 		return Identity{}, ErrRateLimited
 	}
-	h := r.Header.Get("Authorization")
-	tok, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok || tok == "" {
+	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		if tok == "" {
+			return Identity{}, ErrNoCredentials
+		}
+		return a.checkToken(client, tok, now)
+	}
+	c, err := r.Cookie(SessionCookie)
+	if err != nil || c.Value == "" {
 		return Identity{}, ErrNoCredentials
 	}
+	return a.checkSession(r, client, c.Value, now)
+}
+
+// checkToken checks a bearer token (static or JWT) and counts the attempt.
+func (a *Authenticator) checkToken(client, tok string, now time.Time) (Identity, error) {
 	if a.Token != "" && constantTimeEqual(tok, a.Token) {
 		a.limiter.success(client)
-		return Identity{Actor: "token", Role: RoleAdmin}, nil
+		return Identity{Actor: "token", Role: RoleAdmin, Method: MethodToken}, nil
 	}
 	if len(a.JWTSecret) > 0 && strings.Count(tok, ".") == 2 {
-		id, err := a.verifyJWT(tok, now())
+		id, err := a.verifyJWT(tok, now)
 		if err == nil {
 			a.limiter.success(client)
 			return id, nil
 		}
-		a.limiter.fail(client, now())
+		a.limiter.fail(client, now)
 		return Identity{}, fmt.Errorf("%w: %v", ErrBadToken, err)
 	}
-	a.limiter.fail(client, now())
+	a.limiter.fail(client, now)
 	return Identity{}, ErrBadToken
 }
 
@@ -139,7 +184,7 @@ func (a *Authenticator) verifyJWT(tok string, now time.Time) (Identity, error) {
 	if actor == "" {
 		actor = "jwt"
 	}
-	return Identity{Actor: actor, Role: role}, nil
+	return Identity{Actor: actor, Role: role, Method: MethodJWT, ExpiresAt: c.ExpiresAt.Time.UTC()}, nil
 }
 
 // IssueJWT signs a token for subject with role, valid for ttl.

@@ -633,7 +633,7 @@ func TestRebuildFromStreamsGivesIdenticalRows(t *testing.T) {
 		hbNC.Flush()
 	}
 
-	tables := []string{"results", "started", "exec_counters", "timeline", "inventory_latest", "inventory_history", "audit"}
+	tables := []string{"results", "started", "exec_counters", "executions", "timeline", "inventory_latest", "inventory_history", "audit"}
 	fingerprints := func(st *store.Store) map[string]store.Fingerprint {
 		m := map[string]store.Fingerprint{}
 		for _, tb := range append(tables, "agents") {
@@ -669,7 +669,7 @@ func TestRebuildFromStreamsGivesIdenticalRows(t *testing.T) {
 	waitAgents(r, st1)
 	before := fingerprints(st1)
 	for tb, want := range map[string]int64{"results": 3000, "started": 400, "exec_counters": 5, "timeline": 251,
-		"inventory_latest": 120, "inventory_history": 160, "audit": 200, "agents": 50} {
+		"inventory_latest": 120, "inventory_history": 160, "audit": 200, "agents": 50, "executions": 5} {
 		if before[tb].Rows != want {
 			t.Errorf("%s has %d rows, want %d", tb, before[tb].Rows, want)
 		}

@@ -82,6 +82,7 @@ var fingerprints = map[string]struct{ cols, order string }{
 	"results":           {resultCols, "result_id"},
 	"started":           {"result_id, request_id, exec_id, pc_id, started_at", "result_id"},
 	"exec_counters":     {"exec_id, results, succeeded, failed, skipped, killed", "exec_id"},
+	"executions":        {"exec_id, job_id, first_seen_at, last_result_at, running", "exec_id"},
 	"timeline":          {"pc_id, source, event_record_id, kind, at, payload, stream_seq", "pc_id, source, event_record_id"},
 	"inventory_latest":  {"pc_id, section, hash, collected_at, confirmed_at, data", "pc_id, section"},
 	"inventory_history": {"pc_id, section, hash, collected_at", "pc_id, section, collected_at, hash"},
@@ -97,8 +98,8 @@ type Fingerprint struct {
 }
 
 // Fingerprint computes a table's Fingerprint (see the type). Tables:
-// agents, results, started, exec_counters, timeline, inventory_latest,
-// inventory_history, audit.
+// agents, results, started, exec_counters, executions, timeline,
+// inventory_latest, inventory_history, audit.
 func (s *Store) Fingerprint(ctx context.Context, table string) (Fingerprint, error) {
 	fp, ok := fingerprints[table]
 	if !ok {

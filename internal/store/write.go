@@ -169,8 +169,8 @@ var statements = map[string]string{
 			failed = failed + excluded.failed,
 			skipped = skipped + excluded.skipped,
 			killed = killed + excluded.killed`,
-	"started.insert": `INSERT INTO started (result_id, request_id, exec_id, pc_id, started_at)
-		VALUES (?, ?, ?, ?, ?) ON CONFLICT (result_id) DO NOTHING`,
+	"started.insert": `INSERT INTO started (result_id, request_id, exec_id, pc_id, started_at, job_id)
+		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (result_id) DO NOTHING`,
 	"timeline.insert": `INSERT INTO timeline (pc_id, source, event_record_id, kind, at, payload, stream_seq)
 		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (pc_id, source, event_record_id) DO NOTHING`,
 	"inventory.latest": `SELECT hash, collected_at FROM inventory_latest WHERE pc_id = ? AND section = ?`,
@@ -238,6 +238,8 @@ type Tx struct {
 	// added counts the results this transaction stored for the first
 	// time, by class (AddedResults).
 	added map[string]uint64
+	// execs accumulates the executions rows' job and times (executions.go).
+	execs map[string]*execFold
 }
 
 type counterDelta struct{ results, succeeded, failed, skipped, killed int64 }
@@ -294,6 +296,9 @@ func (t *Tx) count(execID, outcome string, n int64) {
 }
 
 func (t *Tx) flushCounters() error {
+	if err := t.flushExecutions(); err != nil {
+		return err
+	}
 	if len(t.counters) == 0 {
 		return nil
 	}
@@ -330,6 +335,7 @@ func (t *Tx) UpsertResult(r wire.ExecResult, seq uint64) error {
 	}
 	if n, _ := res.RowsAffected(); n == 1 {
 		t.count(r.ExecID, outcome, 1)
+		t.foldExecution(r)
 		if t.added == nil {
 			t.added = make(map[string]uint64)
 		}
@@ -351,6 +357,7 @@ func (t *Tx) UpsertResult(r wire.ExecResult, seq uint64) error {
 		r.Attempts, int64(seq), r.ResultID); err != nil {
 		return fmt.Errorf("store: result %s: %w", r.ResultID, err)
 	}
+	t.foldExecution(r)
 	if oldExec != r.ExecID || oldOutcome != outcome {
 		t.count(oldExec, oldOutcome, -1)
 		t.count(r.ExecID, outcome, 1)
@@ -377,7 +384,7 @@ func (t *Tx) AddStarted(e wire.EventStarted) error {
 	if err := CheckStarted(e); err != nil {
 		return err
 	}
-	_, err := t.stmt("started.insert").ExecContext(t.ctx, e.ResultID, e.RequestID, e.ExecID, e.PCID, msz(e.StartedAt))
+	_, err := t.stmt("started.insert").ExecContext(t.ctx, e.ResultID, e.RequestID, e.ExecID, e.PCID, msz(e.StartedAt), e.JobID)
 	if err != nil {
 		return fmt.Errorf("store: started %s: %w", e.ResultID, err)
 	}
