@@ -31,6 +31,7 @@ import (
 	"github.com/kanade-project/kanade/internal/bootstrap"
 	"github.com/kanade-project/kanade/internal/broker"
 	"github.com/kanade-project/kanade/internal/buildinfo"
+	"github.com/kanade-project/kanade/internal/dashboard"
 	"github.com/kanade-project/kanade/internal/fleetclient"
 	"github.com/kanade-project/kanade/internal/hostinfo"
 	"github.com/kanade-project/kanade/internal/jobs"
@@ -200,6 +201,10 @@ func Run(ctx context.Context, o Options) error {
 		if err != nil {
 			return err
 		}
+		ui, err := dashboard.New()
+		if err != nil {
+			return err
+		}
 		listen := cfg.HTTP.Listen
 		if o.HTTPListen != "" {
 			listen = o.HTTPListen
@@ -209,7 +214,7 @@ func Run(ctx context.Context, o Options) error {
 			return fmt.Errorf("server: HTTP listen %s: %w", listen, err)
 		}
 		httpURL = "http://" + ln.Addr().String()
-		hs = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		hs = &http.Server{Handler: routeHTTP(h, ui), ReadHeaderTimeout: 10 * time.Second}
 		bg.Go(func() {
 			if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("HTTP server stopped", "err", err)
@@ -256,6 +261,17 @@ func Run(ctx context.Context, o Options) error {
 	}
 	stopAgent()
 	return <-agentDone
+}
+
+// routeHTTP sends the API, /healthz and /metrics to the API handler and
+// every other path to the embedded dashboard.
+func routeHTTP(apiHandler, ui http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/api/", apiHandler)
+	mux.Handle("/healthz", apiHandler)
+	mux.Handle("/metrics", apiHandler)
+	mux.Handle("/", ui)
+	return mux
 }
 
 // storeFleet lists a target's PCs from the agents table (for per_pc
@@ -337,6 +353,7 @@ func banner(natsURL, httpURL, dataDir string, o Options, id string) string {
 	var s strings.Builder
 	fmt.Fprintf(&s, "kanade %s is up.\n  broker (NATS + JetStream): %s\n", buildinfo.Version, natsURL)
 	if httpURL != "" {
+		fmt.Fprintf(&s, "  dashboard: %s/\n", httpURL)
 		fmt.Fprintf(&s, "  HTTP API: %s/api/  (metrics: %s/metrics)\n", httpURL, httpURL)
 	}
 	fmt.Fprintf(&s, "  data dir: %s\n", dataDir)
