@@ -18,6 +18,7 @@ import (
 	"github.com/kanade-project/kanade/internal/api"
 	"github.com/kanade-project/kanade/internal/apiauth"
 	"github.com/kanade-project/kanade/internal/broker/brokertest"
+	"github.com/kanade-project/kanade/internal/store"
 	"github.com/kanade-project/kanade/internal/wire"
 )
 
@@ -26,6 +27,8 @@ type rig struct {
 	srv    *brokertest.Server
 	http   *httptest.Server
 	secret []byte
+	// st is the projection behind the API (newProjectedRig only).
+	st *store.Store
 }
 
 const adminToken = "test-admin-token-0123456789"

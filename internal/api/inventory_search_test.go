@@ -48,7 +48,7 @@ func newProjectedRig(t *testing.T) *rig {
 	}
 	hs := httptest.NewServer(h)
 	t.Cleanup(hs.Close)
-	return &rig{t: t, srv: base.srv, http: hs, secret: base.secret}
+	return &rig{t: t, srv: base.srv, http: hs, secret: base.secret, st: st}
 }
 
 // publishInventory publishes a full section the way an agent does.

@@ -3,13 +3,17 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strconv"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/kanade-project/kanade/internal/apiauth"
 	"github.com/kanade-project/kanade/internal/jobs"
 	"github.com/kanade-project/kanade/internal/store"
+	"github.com/kanade-project/kanade/internal/wire"
 )
 
 // Jobs is the job catalog and executor the job endpoints use; nil disables
@@ -52,8 +56,43 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request, _ apiauth.Identi
 	if err != nil {
 		return errf(http.StatusNotFound, "unknown_job", "%v", err)
 	}
-	writeJSON(w, http.StatusOK, e)
+	status, err := s.scriptStatus(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	// The entry's own fields stay where they were (Manifest, Revision,
+	// YAML); script_status sits beside them.
+	writeJSON(w, http.StatusOK, struct {
+		jobs.Entry
+		ScriptStatus string `json:"script_status"`
+	}{e, status})
 	return nil
+}
+
+// Script statuses as GET /api/jobs/{job} reports them.
+const (
+	scriptStatusActive  = "active"
+	scriptStatusRevoked = "revoked"
+)
+
+// scriptStatus reads a job's revocation from KV script_status the way the
+// agents' gate does (internal/agent/gates.go): revoked exactly when the
+// value is wire.ScriptRevoked; no key, or any other value, runs.
+func (s *Server) scriptStatus(ctx context.Context, job string) (string, error) {
+	kv, err := s.d.JS.KeyValue(ctx, wire.BucketScriptStatus)
+	if err != nil {
+		return "", errf(http.StatusServiceUnavailable, "kv_unavailable", "%v", err)
+	}
+	e, err := kv.Get(ctx, job)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return scriptStatusActive, nil
+	case err != nil:
+		return "", errf(http.StatusServiceUnavailable, "kv_unavailable", "%s/%s: %v", wire.BucketScriptStatus, job, err)
+	case string(e.Value()) == wire.ScriptRevoked:
+		return scriptStatusRevoked, nil
+	}
+	return scriptStatusActive, nil
 }
 
 // putJob stores a YAML manifest (the request body). ?revision=N makes it

@@ -3,7 +3,11 @@ package api
 import (
 	"errors"
 	"net/http"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kanade-project/kanade/internal/apiauth"
 	"github.com/kanade-project/kanade/internal/store"
@@ -138,7 +142,55 @@ func (s *Server) inventory(w http.ResponseWriter, r *http.Request, _ apiauth.Ide
 	return nil
 }
 
+// timelineParams and auditParams are the query parameters GET /api/timeline
+// and GET /api/audit know. Anything else is refused, as GET /api/inventory
+// does: a misspelt "acton=kill" would otherwise answer with every entry,
+// which looks like an answer.
+var (
+	timelineParams = []string{"pc", "kind", "limit", "before"}
+	auditParams    = []string{"action", "target", "actor", "limit", "before"}
+)
+
+// checkParams refuses query parameters outside known, and any given twice
+// (which one would count is not obvious to the caller).
+func checkParams(r *http.Request, known []string) error {
+	q := r.URL.Query()
+	var unknown []string
+	for k, vs := range q {
+		if !slices.Contains(known, k) {
+			unknown = append(unknown, k)
+			continue
+		}
+		if len(vs) > 1 {
+			return errf(http.StatusBadRequest, "bad_request", "%s is given %d times; give it once", k, len(vs))
+		}
+	}
+	if len(unknown) > 0 {
+		slices.Sort(unknown)
+		return errf(http.StatusBadRequest, "bad_request", "unknown query parameter(s) %s (known: %s)",
+			strings.Join(unknown, ", "), strings.Join(known, ", "))
+	}
+	return nil
+}
+
+// exactParam reads a filter matched exactly against a stored column. Any
+// value that fits the column is allowed (audit targets are scope keys,
+// exec ids, PC ids...), but not one no row can hold.
+func exactParam(r *http.Request, name string) (string, error) {
+	v := r.URL.Query().Get(name)
+	if len(v) > 256 || !utf8.ValidString(v) {
+		return "", errf(http.StatusBadRequest, "bad_request", "%s must be at most 256 bytes of UTF-8", name)
+	}
+	return v, nil
+}
+
+// timeline answers ?pc=&kind=&limit=&before=: events newest first, limit
+// 100 by default and 1,000 at most; before is the next of the previous
+// page, an opaque cursor ("" on the last page).
 func (s *Server) timeline(w http.ResponseWriter, r *http.Request, _ apiauth.Identity) error {
+	if err := checkParams(r, timelineParams); err != nil {
+		return err
+	}
 	limit, err := queryInt(r, "limit", 100, 1000)
 	if err != nil {
 		return err
@@ -147,38 +199,80 @@ func (s *Server) timeline(w http.ResponseWriter, r *http.Request, _ apiauth.Iden
 	if pc := q.Get("pc"); pc != "" && !wire.ValidToken(pc) {
 		return errf(http.StatusBadRequest, "bad_request", "pc %q is not a valid pc_id", pc)
 	}
-	evs, err := s.d.Store.Timeline(r.Context(), store.TimelineFilter{PCID: q.Get("pc"), Kind: q.Get("kind"), Limit: limit})
+	kind, err := exactParam(r, "kind")
 	if err != nil {
 		return err
 	}
+	page, err := s.d.Store.ListTimeline(r.Context(), store.TimelineFilter{PCID: q.Get("pc"), Kind: kind, Limit: limit, Cursor: q.Get("before")})
+	if errors.Is(err, store.ErrInvalid) {
+		msg, _ := strings.CutPrefix(err.Error(), store.ErrInvalid.Error()+": ")
+		return errf(http.StatusBadRequest, "bad_request", "before: %s", msg)
+	}
+	if err != nil {
+		return err
+	}
+	evs := page.Events
 	if evs == nil {
 		evs = []store.TimelineEvent{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"events": evs})
+	writeJSON(w, http.StatusOK, map[string]any{"events": evs, "next": page.Next})
 	return nil
 }
 
+// auditList answers ?action=&target=&actor=&limit=&before=: entries newest
+// first (by seq), the filters matching exactly, limit 100 by default and
+// 1,000 at most. before is a seq: entries older than it; next is the seq
+// to pass as before for the following page, as a string like the other
+// cursors of the API ("" on the last page).
 func (s *Server) auditList(w http.ResponseWriter, r *http.Request, _ apiauth.Identity) error {
+	if err := checkParams(r, auditParams); err != nil {
+		return err
+	}
 	limit, err := queryInt(r, "limit", 100, 1000)
 	if err != nil {
 		return err
 	}
-	list, err := s.d.Store.AuditList(r.Context(), limit)
+	f := store.AuditFilter{Limit: limit}
+	for _, p := range []struct {
+		name string
+		dst  *string
+	}{{"action", &f.Action}, {"target", &f.Target}, {"actor", &f.Actor}} {
+		if *p.dst, err = exactParam(r, p.name); err != nil {
+			return err
+		}
+	}
+	if b := r.URL.Query().Get("before"); b != "" {
+		n, err := strconv.ParseUint(b, 10, 64)
+		if err != nil || n == 0 {
+			return errf(http.StatusBadRequest, "bad_request", "before must be an audit seq (a positive integer), the next of the previous page")
+		}
+		f.Before = n
+	}
+	page, err := s.d.Store.ListAudit(r.Context(), f)
 	if err != nil {
 		return err
 	}
+	list := page.Entries
 	if list == nil {
 		list = []store.AuditEntry{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"audit": list})
+	next := ""
+	if page.Next > 0 {
+		next = strconv.FormatUint(page.Next, 10)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"audit": list, "next": next})
 	return nil
 }
 
+// fleetHealth answers the agents online, offline and stale (offline, no
+// heartbeat for 7 days), per OS and per version, and the broker
+// connection: the overview in one request.
 func (s *Server) fleetHealth(w http.ResponseWriter, r *http.Request, _ apiauth.Identity) error {
-	online, offline, err := s.d.Store.AgentCounts(r.Context())
+	h, err := s.d.Store.FleetHealth(r.Context())
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"online": online, "offline": offline, "total": online + offline, "nats": s.d.NC.Status().String()})
+	writeJSON(w, http.StatusOK, map[string]any{"online": h.Online, "offline": h.Offline, "stale": h.Stale, "total": h.Online + h.Offline,
+		"by_os": h.ByOS, "by_version": h.ByVersion, "nats": s.d.NC.Status().String()})
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -492,6 +493,26 @@ func TestDashboardInBrowser(t *testing.T) {
 		waitJS(rowState("web-b")+` === 'killed'`),
 		waitJS(`document.querySelector('.audit-toast[data-action="kill"]') !== null`))
 
+	// A script past its timeout ends as "timed out", from the result's
+	// timed_out (the agent's own report), not killed.
+	b.do(t, "run past a timeout",
+		chromedp.Navigate(f.url+"/run?pc=web-a"), pageReady(),
+		chromedp.SetValue(chromedp.CSS("#run-shell"), "sh"),
+		chromedp.SendKeys(chromedp.CSS("#run-script"), "sleep 60"),
+		chromedp.SendKeys(chromedp.CSS("#run-timeout"), "1s"),
+		chromedp.Click(chromedp.CSS("#run-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#confirm-ok")),
+		chromedp.Click(chromedp.CSS("#confirm-ok")),
+		waitJS(rowState("web-a")+` === 'timed out'`))
+
+	// The overview's agent figures, from GET /api/health/fleet alone.
+	b.do(t, "see the overview's figures",
+		chromedp.Navigate(f.url+"/"), pageReady(),
+		waitJS(`(document.querySelector('.stat[data-stat="online"] .stat-value') || {}).textContent === '2'`),
+		waitJS(`document.querySelector('.stat[data-stat="stale"] .stat-value').textContent === '0'`),
+		waitJS(`[...document.querySelectorAll('.bar-label')].some((e) => e.textContent === '`+goruntime.GOOS+`')`),
+		waitJS(`[...document.querySelectorAll('.bar-label')].some((e) => e.textContent === '1.0.0')`))
+
 	// An agent's inventory.
 	f.poll("web-a's inventory", 30*time.Second, func() bool {
 		var inv struct{ Sections []json.RawMessage }
@@ -558,6 +579,35 @@ func TestDashboardInBrowser(t *testing.T) {
 		waitJS(rowState("web-a")+` === 'succeeded'`))
 	jobExec := eval[string](t, b, `location.pathname.split('/')[2]`)
 	pages = append(pages, page{"execution-job", "/executions/" + jobExec, `#waves`})
+
+	// The job page shows whether the job is revoked and offers the one
+	// action that changes it; each change shows its audit entry.
+	for _, step := range []struct{ button, status, next string }{
+		{"#revoke", "revoked", "#unrevoke"},
+		{"#unrevoke", "active", "#revoke"},
+	} {
+		b.do(t, "click "+step.button,
+			chromedp.Navigate(f.url+"/jobs/hello"), pageReady(),
+			chromedp.Click(chromedp.CSS(step.button)),
+			chromedp.WaitVisible(chromedp.CSS("#confirm-ok")),
+			chromedp.Click(chromedp.CSS("#confirm-ok")),
+			waitJS(fmt.Sprintf(`(document.querySelector('#script-status') || {}).textContent === %q`, step.status)),
+			chromedp.WaitVisible(chromedp.CSS(step.next)),
+			waitJS(fmt.Sprintf(`document.querySelector('.audit-toast[data-action=%q]') !== null`, step.button[1:])))
+		if n := eval[int](t, b, `document.querySelectorAll('#revoke, #unrevoke').length`); n != 1 {
+			t.Errorf("after %s the job page offers %d revoke/unrevoke buttons, want 1", step.button, n)
+		}
+	}
+
+	// Audit, filtered by the server, and an older page of it.
+	b.do(t, "filter the audit by action",
+		chromedp.Navigate(f.url+"/audit?action=kill"), pageReady(),
+		waitJS(`[...document.querySelectorAll('#audit-table tbody tr')].length > 0 &&
+			[...document.querySelectorAll('#audit-table tbody td[data-label="Action"]')].every((td) => td.textContent === 'kill')`))
+	b.do(t, "an older page of the audit",
+		chromedp.Navigate(f.url+"/audit?before=3"), pageReady(),
+		waitJS(`[...document.querySelectorAll('#audit-table tbody td[data-label="#"]')].map((td) => td.textContent).join() === '2,1'`),
+		waitJS(`[...document.querySelectorAll('#older-pager a')].some((a) => a.textContent === '« Newest')`))
 
 	for _, v := range viewports {
 		b.setViewport(t, v)

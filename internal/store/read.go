@@ -3,9 +3,12 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -247,6 +250,10 @@ type Result struct {
 	FinishedAt   time.Time `json:"finished_at"`
 	Attempts     int       `json:"attempts,omitempty"`
 	StreamSeq    uint64    `json:"stream_seq"`
+	// TimedOut: the run hit its timeout and was killed (Classify says
+	// timed_out; Outcome is then killed). False from agents that do not
+	// report timeouts, and for rows stored before migration 00004.
+	TimedOut bool `json:"timed_out"`
 }
 
 // ResultFilter selects results, newest first (by finished_at, then
@@ -260,8 +267,11 @@ type ResultFilter struct {
 	BeforeID string
 }
 
+// resultCols are the columns ListResults reads, and the results table's
+// fingerprint (retention.go): a column missing here would not be compared
+// when a rebuilt database is verified.
 const resultCols = `result_id, request_id, exec_id, job_id, version, manifest_id, pc_id, exit_code,
-	skipped, outcome, stdout, stderr, stdout_object, stderr_object, started_at, finished_at, attempts, stream_seq`
+	skipped, outcome, timed_out, stdout, stderr, stdout_object, stderr_object, started_at, finished_at, attempts, stream_seq`
 
 // ListResults returns results, newest first, with their output.
 func (s *Store) ListResults(ctx context.Context, f ResultFilter) ([]Result, error) {
@@ -305,7 +315,7 @@ func (s *Store) ListResults(ctx context.Context, f ResultFilter) ([]Result, erro
 		var started sql.NullInt64
 		var finished, seq int64
 		if err := rows.Scan(&r.ResultID, &r.RequestID, &r.ExecID, &r.JobID, &r.Version, &r.ManifestID, &r.PCID,
-			&r.ExitCode, &r.Skipped, &r.Outcome, &r.Stdout, &r.Stderr, &r.StdoutObject, &r.StderrObject,
+			&r.ExitCode, &r.Skipped, &r.Outcome, &r.TimedOut, &r.Stdout, &r.Stderr, &r.StdoutObject, &r.StderrObject,
 			&started, &finished, &r.Attempts, &seq); err != nil {
 			return nil, err
 		}
@@ -354,6 +364,8 @@ type PCState struct {
 	ExitCode   *int      `json:"exit_code,omitempty"`
 	StartedAt  time.Time `json:"started_at,omitzero"`
 	FinishedAt time.Time `json:"finished_at,omitzero"`
+	// TimedOut: the result is a timeout (State is then killed).
+	TimedOut bool `json:"timed_out"`
 }
 
 // ExecutionPCs returns the state of every PC known to have started or
@@ -361,12 +373,12 @@ type PCState struct {
 // started event is known and its result is not, whichever arrived first.
 func (s *Store) ExecutionPCs(ctx context.Context, execID string) ([]PCState, error) {
 	rows, err := s.r.QueryContext(ctx, `
-		SELECT r.pc_id, r.result_id, r.request_id, r.outcome, r.exit_code,
+		SELECT r.pc_id, r.result_id, r.request_id, r.outcome, r.timed_out, r.exit_code,
 			coalesce(r.started_at, st.started_at), r.finished_at
 		FROM results r LEFT JOIN started st ON st.result_id = r.result_id
 		WHERE r.exec_id = ?1
 		UNION ALL
-		SELECT st.pc_id, st.result_id, st.request_id, 'running', NULL, st.started_at, NULL
+		SELECT st.pc_id, st.result_id, st.request_id, 'running', 0, NULL, st.started_at, NULL
 		FROM started st
 		WHERE st.exec_id = ?1 AND NOT EXISTS (SELECT 1 FROM results r WHERE r.result_id = st.result_id)
 		ORDER BY 1, 2`, execID)
@@ -378,7 +390,7 @@ func (s *Store) ExecutionPCs(ctx context.Context, execID string) ([]PCState, err
 	for rows.Next() {
 		var p PCState
 		var code, started, finished sql.NullInt64
-		if err := rows.Scan(&p.PCID, &p.ResultID, &p.RequestID, &p.State, &code, &started, &finished); err != nil {
+		if err := rows.Scan(&p.PCID, &p.ResultID, &p.RequestID, &p.State, &p.TimedOut, &code, &started, &finished); err != nil {
 			return nil, err
 		}
 		if code.Valid {
@@ -409,10 +421,31 @@ type TimelineFilter struct {
 	Limit int
 	// Before, when set, returns events strictly older.
 	Before time.Time
+	// Cursor is the Next of the previous page (TimelinePage); empty for
+	// the first page. A malformed cursor is ErrInvalid.
+	Cursor string
 }
 
-// Timeline returns timeline events, newest first.
+// TimelinePage is one page of ListTimeline.
+type TimelinePage struct {
+	Events []TimelineEvent
+	// Next is the Cursor of the following page; empty on the last page.
+	Next string
+}
+
+// Timeline returns timeline events, newest first: the Events of
+// ListTimeline.
 func (s *Store) Timeline(ctx context.Context, f TimelineFilter) ([]TimelineEvent, error) {
+	page, err := s.ListTimeline(ctx, f)
+	return page.Events, err
+}
+
+// ListTimeline returns one page of timeline events, newest first (by at,
+// then insertion order), with keyset pagination: the cursor is the (at,
+// id) of the page's last row, so a page is one range scan of timeline_at
+// (or timeline_pc_at, timeline_kind_at with a filter) however deep it is,
+// and events projected meanwhile neither shift nor repeat the next page.
+func (s *Store) ListTimeline(ctx context.Context, f TimelineFilter) (TimelinePage, error) {
 	var where []string
 	var args []any
 	if f.PCID != "" {
@@ -427,36 +460,76 @@ func (s *Store) Timeline(ctx context.Context, f TimelineFilter) ([]TimelineEvent
 		where = append(where, `at < ?`)
 		args = append(args, f.Before.UnixMilli())
 	}
+	if f.Cursor != "" {
+		at, id, err := decodeTimelineCursor(f.Cursor)
+		if err != nil {
+			return TimelinePage{}, err
+		}
+		where = append(where, `(at, id) < (?, ?)`)
+		args = append(args, at, id)
+	}
 	limit := f.Limit
 	if limit <= 0 {
 		limit = 100
 	}
 	limit = min(limit, 1000)
-	q := `SELECT pc_id, source, event_record_id, kind, at, payload, stream_seq FROM timeline`
+	q := `SELECT id, pc_id, source, event_record_id, kind, at, payload, stream_seq FROM timeline`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
+	// One row more than the page tells whether another page follows.
 	q += ` ORDER BY at DESC, id DESC LIMIT ?`
-	rows, err := s.r.QueryContext(ctx, q, append(args, limit)...)
+	rows, err := s.r.QueryContext(ctx, q, append(args, limit+1)...)
 	if err != nil {
-		return nil, err
+		return TimelinePage{}, fmt.Errorf("store: timeline: %w", err)
 	}
 	defer rows.Close()
-	var out []TimelineEvent
+	var page TimelinePage
+	var lastAt, lastID int64
 	for rows.Next() {
 		var e TimelineEvent
-		var at, seq int64
+		var id, at, seq int64
 		var payload sql.NullString
-		if err := rows.Scan(&e.PCID, &e.Source, &e.EventRecordID, &e.Kind, &at, &payload, &seq); err != nil {
-			return nil, err
+		if err := rows.Scan(&id, &e.PCID, &e.Source, &e.EventRecordID, &e.Kind, &at, &payload, &seq); err != nil {
+			return TimelinePage{}, fmt.Errorf("store: timeline: %w", err)
+		}
+		if len(page.Events) == limit {
+			page.Next = encodeTimelineCursor(lastAt, lastID)
+			break
 		}
 		e.At, e.StreamSeq = msTime(at), uint64(seq)
 		if payload.Valid {
 			e.Payload = json.RawMessage(payload.String)
 		}
-		out = append(out, e)
+		lastAt, lastID = at, id
+		page.Events = append(page.Events, e)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return TimelinePage{}, fmt.Errorf("store: timeline: %w", err)
+	}
+	return page, nil
+}
+
+// The timeline cursor is opaque to clients: base64url of "<at ms>:<id>" of
+// the last row of a page. id is the table's rowid, which the API does not
+// show otherwise.
+func encodeTimelineCursor(at, id int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(at, 10) + ":" + strconv.FormatInt(id, 10)))
+}
+
+func decodeTimelineCursor(c string) (int64, int64, error) {
+	bad := invalid("malformed timeline cursor %q: pass back the next of the previous page", c)
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return 0, 0, bad
+	}
+	atStr, idStr, ok := strings.Cut(string(b), ":")
+	at, err1 := strconv.ParseInt(atStr, 10, 64)
+	id, err2 := strconv.ParseInt(idStr, 10, 64)
+	if !ok || err1 != nil || err2 != nil {
+		return 0, 0, bad
+	}
+	return at, id, nil
 }
 
 // InventorySection is the latest copy of one section of a PC.
@@ -535,33 +608,87 @@ type AuditEntry struct {
 	Payload json.RawMessage `json:"payload,omitempty"`
 }
 
+// AuditFilter selects audit entries, newest first (by seq).
+type AuditFilter struct {
+	// Action, Target and Actor, when not empty, match exactly.
+	Action, Target, Actor string
+	// Before, when not 0, returns entries with a smaller seq: the Next of
+	// the previous page.
+	Before uint64
+	// Limit defaults to 100 and is capped at 1,000.
+	Limit int
+}
+
+// AuditPage is one page of ListAudit.
+type AuditPage struct {
+	Entries []AuditEntry
+	// Next is the Before of the following page; 0 on the last page.
+	Next uint64
+}
+
 // AuditList returns the newest audit entries, newest first. limit defaults
 // to 100 and is capped at 1,000.
 func (s *Store) AuditList(ctx context.Context, limit int) ([]AuditEntry, error) {
+	page, err := s.ListAudit(ctx, AuditFilter{Limit: limit})
+	return page.Entries, err
+}
+
+// ListAudit returns one page of audit entries, newest first, with keyset
+// pagination on seq (the AUDIT stream sequence, the primary key). Each
+// filter is served by its own index (migration 00005), so finding the
+// newest entry of one action on one target — "who ran this execution" —
+// does not scan a year of audit.
+func (s *Store) ListAudit(ctx context.Context, f AuditFilter) (AuditPage, error) {
+	var where []string
+	var args []any
+	for _, c := range []struct{ col, v string }{{"action", f.Action}, {"target", f.Target}, {"actor", f.Actor}} {
+		if c.v != "" {
+			where = append(where, c.col+` = ?`)
+			args = append(args, c.v)
+		}
+	}
+	if f.Before > 0 {
+		where = append(where, `seq < ?`)
+		args = append(args, int64(min(f.Before, math.MaxInt64)))
+	}
+	limit := f.Limit
 	if limit <= 0 {
 		limit = 100
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT seq, at, actor, action, target, payload FROM audit
-		ORDER BY seq DESC LIMIT ?`, min(limit, 1000))
+	limit = min(limit, 1000)
+	q := `SELECT seq, at, actor, action, target, payload FROM audit`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	// One row more than the page tells whether another page follows.
+	q += ` ORDER BY seq DESC LIMIT ?`
+	rows, err := s.r.QueryContext(ctx, q, append(args, limit+1)...)
 	if err != nil {
-		return nil, err
+		return AuditPage{}, fmt.Errorf("store: audit: %w", err)
 	}
 	defer rows.Close()
-	var out []AuditEntry
+	var page AuditPage
 	for rows.Next() {
 		var e AuditEntry
 		var seq, at int64
 		var payload sql.NullString
 		if err := rows.Scan(&seq, &at, &e.Actor, &e.Action, &e.Target, &payload); err != nil {
-			return nil, err
+			return AuditPage{}, fmt.Errorf("store: audit: %w", err)
+		}
+		if len(page.Entries) == limit {
+			page.Next = page.Entries[limit-1].Seq
+			break
 		}
 		e.Seq, e.At = uint64(seq), msTime(at)
 		if payload.Valid {
 			e.Payload = json.RawMessage(payload.String)
 		}
-		out = append(out, e)
+		page.Entries = append(page.Entries, e)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return AuditPage{}, fmt.Errorf("store: audit: %w", err)
+	}
+	return page, nil
 }
 
 // Count returns the number of rows of a projection table (metrics, tests).

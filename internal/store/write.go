@@ -153,14 +153,14 @@ func CheckAudit(e wire.AuditEvent) error {
 var statements = map[string]string{
 	"result.insert": `INSERT INTO results (result_id, request_id, exec_id, job_id, version, manifest_id,
 		pc_id, exit_code, skipped, outcome, stdout, stderr, stdout_object, stderr_object,
-		started_at, finished_at, attempts, stream_seq)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		started_at, finished_at, attempts, stream_seq, timed_out)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (result_id) DO NOTHING`,
 	"result.old": `SELECT exec_id, outcome, stream_seq FROM results WHERE result_id = ?`,
 	"result.update": `UPDATE results SET request_id = ?, exec_id = ?, job_id = ?, version = ?,
 		manifest_id = ?, pc_id = ?, exit_code = ?, skipped = ?, outcome = ?, stdout = ?, stderr = ?,
 		stdout_object = ?, stderr_object = ?, started_at = ?, finished_at = ?, attempts = ?,
-		stream_seq = ? WHERE result_id = ?`,
+		stream_seq = ?, timed_out = ? WHERE result_id = ?`,
 	"counters.add": `INSERT INTO exec_counters (exec_id, results, succeeded, failed, skipped, killed)
 		VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (exec_id) DO UPDATE SET
@@ -326,10 +326,13 @@ func (t *Tx) UpsertResult(r wire.ExecResult, seq uint64) error {
 	}
 	class := Classify(r)
 	outcome := OutcomeOf(class)
+	// timed_out is the class, not the raw flag: a flag on a result that
+	// was not killed (exit 0, say) is not a timeout.
+	timedOut := class == ClassTimedOut
 	res, err := t.stmt("result.insert").ExecContext(t.ctx,
 		r.ResultID, r.RequestID, r.ExecID, r.JobID, r.Version, r.ManifestID,
 		r.PCID, r.ExitCode, r.Skipped, outcome, r.Stdout, r.Stderr, r.StdoutObject, r.StderrObject,
-		ms(r.StartedAt), msz(r.FinishedAt), r.Attempts, int64(seq))
+		ms(r.StartedAt), msz(r.FinishedAt), r.Attempts, int64(seq), timedOut)
 	if err != nil {
 		return fmt.Errorf("store: result %s: %w", r.ResultID, err)
 	}
@@ -354,7 +357,7 @@ func (t *Tx) UpsertResult(r wire.ExecResult, seq uint64) error {
 	if _, err := t.stmt("result.update").ExecContext(t.ctx,
 		r.RequestID, r.ExecID, r.JobID, r.Version, r.ManifestID, r.PCID, r.ExitCode, r.Skipped, outcome,
 		r.Stdout, r.Stderr, r.StdoutObject, r.StderrObject, ms(r.StartedAt), msz(r.FinishedAt),
-		r.Attempts, int64(seq), r.ResultID); err != nil {
+		r.Attempts, int64(seq), timedOut, r.ResultID); err != nil {
 		return fmt.Errorf("store: result %s: %w", r.ResultID, err)
 	}
 	t.foldExecution(r)

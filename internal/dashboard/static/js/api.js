@@ -81,15 +81,16 @@ export async function readSession() {
 
 // findAudit waits for the audit entry of an action the user just
 // confirmed (the AUDIT stream is projected into SQLite asynchronously) and
-// returns it, or null after a few seconds.
+// returns it, or null after a few seconds. The server filters: the newest
+// entry of this action (on this target) is the one, once it is not older
+// than the action itself.
 export async function findAudit(action, target, since) {
   const deadline = Date.now() + 8000;
   while (Date.now() < deadline) {
     try {
-      const data = await get('/api/audit', { params: { limit: 50 } });
-      const hit = (data.audit || []).find((e) => e.action === action && (target == null || e.target === target) &&
-        new Date(e.at).getTime() >= since - 5000);
-      if (hit) return hit;
+      const data = await get('/api/audit', { params: { action, target, limit: 1 } });
+      const hit = (data.audit || [])[0];
+      if (hit && new Date(hit.at).getTime() >= since - 5000) return hit;
     } catch (err) {
       if (err.status === 403 || err.status === 401) return null;
     }

@@ -115,10 +115,10 @@ export function badge(text, kind = 'muted', title) {
   return h('span', { class: `badge ${kind}`, title }, text);
 }
 
-// stateBadge colours a per-PC execution state.
+// stateBadge colours a per-PC execution state; timed_out reads "timed out".
 export function stateBadge(state, title) {
   const kinds = { succeeded: 'ok', failed: 'bad', killed: 'bad', timed_out: 'bad', running: 'run', pending: 'muted', skipped: 'warn', 'never reached': 'warn' };
-  return badge(state, kinds[state] || 'muted', title);
+  return badge(state === 'timed_out' ? 'timed out' : state, kinds[state] || 'muted', title);
 }
 
 // onlineBadge shows online / offline (and stale: offline for a week).

@@ -340,7 +340,9 @@ async function results(ctx, pc, agent, body) {
 
 async function timeline(ctx, pc, agent, body) {
   const d = await get('/api/timeline', { params: { pc, limit: 100 }, signal: ctx.signal });
-  body.append(card('Timeline', eventsTable(d.events, { showPC: false })));
+  // The Events page pages further back.
+  body.append(card('Timeline', eventsTable(d.events, { showPC: false }),
+    d.next ? h('p', null, link('/events?pc=' + encodeURIComponent(pc) + '&before=' + encodeURIComponent(d.next), 'Older events of ' + pc + ' ›')) : null));
 }
 
 // eventsTable is shared with the fleet-wide Events page.

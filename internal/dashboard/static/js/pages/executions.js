@@ -152,10 +152,12 @@ export async function renderDetail(ctx) {
   await live.ready;
 }
 
+// findRun is the audit entry of an ad-hoc run: the server finds it by
+// action and target however old it is.
 async function findRun(ctx, id) {
   try {
-    const d = await get('/api/audit', { params: { limit: 1000 }, signal: ctx.signal });
-    return (d.audit || []).find((e) => e.action === 'run' && e.target === id) || null;
+    const d = await get('/api/audit', { params: { action: 'run', target: id, limit: 1 }, signal: ctx.signal });
+    return (d.audit || [])[0] || null;
   } catch (err) {
     if (err.status === 401) throw err;
     return null;

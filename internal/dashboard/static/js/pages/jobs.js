@@ -155,19 +155,21 @@ export async function renderDetail(ctx) {
   }
   const m = e.Manifest;
   const op = ctx.can('operator');
+  // script_status is what the agents' gate reads (KV script_status): a
+  // revoked job is refused (exit 126) until it is unrevoked.
+  const revoked = e.script_status === 'revoked';
   const actions = [];
   if (op) {
-    const revoke = h('button', { type: 'button', class: 'secondary' }, 'Revoke');
-    revoke.addEventListener('click', async () => {
-      if (await confirmAction({ title: 'Revoke job', danger: true, confirmLabel: 'Revoke', body: h('p', null, `Agents will refuse to start ${id} (exit 126) until it is unrevoked.`) })) {
-        await mutate({ method: 'POST', path: `/api/jobs/${seg(id)}/revoke`, action: 'revoke', target: id, done: `${id} revoked` });
-      }
-    });
-    const unrevoke = h('button', { type: 'button', class: 'secondary' }, 'Unrevoke');
-    unrevoke.addEventListener('click', async () => {
-      if (await confirmAction({ title: 'Unrevoke job', confirmLabel: 'Unrevoke', body: h('p', null, `Agents may start ${id} again.`) })) {
-        await mutate({ method: 'POST', path: `/api/jobs/${seg(id)}/unrevoke`, action: 'unrevoke', target: id, done: `${id} unrevoked` });
-      }
+    const reload = () => ctx.navigate(location.pathname + location.search, { replace: true });
+    const toggle = revoked ? h('button', { type: 'button', class: 'secondary', id: 'unrevoke' }, 'Unrevoke') : h('button', { type: 'button', class: 'secondary', id: 'revoke' }, 'Revoke');
+    toggle.addEventListener('click', async () => {
+      const verb = revoked ? 'unrevoke' : 'revoke';
+      const ok = revoked ?
+        await confirmAction({ title: 'Unrevoke job', confirmLabel: 'Unrevoke', body: h('p', null, `Agents may start ${id} again.`) }) :
+        await confirmAction({ title: 'Revoke job', danger: true, confirmLabel: 'Revoke', body: h('p', null, `Agents will refuse to start ${id} (exit 126) until it is unrevoked.`) });
+      if (!ok) return;
+      const out = await mutate({ method: 'POST', path: `/api/jobs/${seg(id)}/${verb}`, action: verb, target: id, done: `${id} ${verb}d` });
+      if (out) reload();
     });
     const del = h('button', { type: 'button', class: 'danger' }, 'Delete');
     del.addEventListener('click', async () => {
@@ -176,10 +178,13 @@ export async function renderDetail(ctx) {
         if (out) ctx.navigate('/jobs');
       }
     });
-    actions.push(revoke, unrevoke, del);
+    actions.push(toggle, del);
   }
+  const statusBadge = revoked ? badge('revoked', 'bad', 'agents refuse to start it (exit 126)') : badge('active', 'ok');
+  statusBadge.id = 'script-status';
   ctx.main.append(pageHeader(h('span', null, 'Job ', h('span', { class: 'mono' }, id)), ...actions));
   ctx.main.append(card('Summary', kv([
+    ['Status', statusBadge],
     ['Version', m.version], ['Description', m.description], ['Shell', (m.execute || {}).shell || 'PC default'],
     ['Timeout', (m.execute || {}).timeout || 'agent default'], ['Staleness', m.staleness ? m.staleness.mode : 'cached'],
     ['Retry', m.retry ? `${m.retry.max} times, ${m.retry.backoff_secs || 0} s apart` : 'no'], ['Revision', String(e.Revision)],

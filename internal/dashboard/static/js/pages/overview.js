@@ -3,39 +3,14 @@
 import { get } from '../api.js';
 import { ADHOC } from './executions.js';
 import { progress, progressBar } from './rollout.js';
-import { STALE_MS, bars, card, wideCard, clear, empty, errorBox, h, link, num, pageHeader, seg, stack, table, timeCell } from '../ui.js';
+import { bars, card, wideCard, clear, empty, errorBox, h, link, num, pageHeader, seg, stack, table, timeCell } from '../ui.js';
 
-const OS_FAMILIES = ['windows', 'linux', 'darwin'];
-
-// countStale counts offline agents silent for STALE_MS or more. Offline
-// agents sorted by last_seen put the stale ones first, so a binary
-// search over one-row pages finds the boundary in log2(offline) small
-// requests (usually one: the oldest offline agent is not stale).
-async function countStale(offline, signal) {
-  if (offline === 0) return 0;
-  const cutoff = Date.now() - STALE_MS;
-  const at = async (i) => {
-    const d = await get('/api/agents', { params: { online: 'false', sort: 'last_seen', limit: 1, offset: i }, signal });
-    const a = (d.agents || [])[0];
-    return a ? new Date(a.last_seen).getTime() < cutoff : false;
-  };
-  if (!(await at(0))) return 0;
-  let lo = 1;
-  let hi = offline;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (await at(mid)) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-async function osCounts(total, signal) {
-  const counts = await Promise.all(OS_FAMILIES.map((os) => get('/api/agents', { params: { os, limit: 1 }, signal }).then((d) => d.total)));
-  const items = OS_FAMILIES.map((os, i) => ({ label: os, value: counts[i], href: '/agents?os=' + seg(os) })).filter((i) => i.value > 0);
-  const other = total - counts.reduce((a, b) => a + b, 0);
-  if (other > 0) items.push({ label: 'other', value: other });
-  return items;
+// osItems turns the server's {os_family: agents} into chart rows, most
+// common first; agents that reported no OS are "(unknown)".
+function osItems(byOS) {
+  return Object.entries(byOS || {})
+    .sort(([a, x], [b, y]) => y - x || a.localeCompare(b))
+    .map(([os, n]) => ({ label: os || '(unknown)', value: n, href: os ? '/agents?os=' + seg(os) : null }));
 }
 
 async function recentExecutions(signal) {
@@ -56,14 +31,17 @@ export async function render(ctx) {
 
   const draw = async () => {
     const { signal } = ctx;
+    // One request answers every agent figure (GET /api/health/fleet:
+    // online, offline, stale, per OS and per version).
     const [health, ro, execs] = await Promise.all([
       get('/api/health/fleet', { signal }),
       get('/api/rollout', { signal }),
       recentExecutions(signal),
     ]);
-    const [stale, oses] = await Promise.all([countStale(health.offline, signal), osCounts(health.total, signal)]);
     if (signal.aborted) return;
-    const versions = ro.versions || [];
+    const stale = health.stale || 0;
+    const oses = osItems(health.by_os);
+    const versions = health.by_version || [];
     const failing = execs ? execs.filter((x) => x.failed + x.killed > 0) : [];
 
     const stat = (label, value, kind, href) => h('a', { class: `stat ${kind}`, href, dataset: { stat: label } }, h('span', { class: 'stat-value' }, num(value)), h('span', { class: 'stat-label' }, label));

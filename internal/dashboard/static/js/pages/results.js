@@ -21,9 +21,10 @@ function took(r) {
   return new Date(r.finished_at).getTime() - new Date(r.started_at).getTime();
 }
 
+// stateOf is a result's outcome, with a timeout told apart from a kill by
+// the server's timed_out (agents that do not report timeouts show killed).
 function stateOf(r) {
-  if (r.outcome === 'killed' && /timed? ?out|timeout/i.test(r.stderr || '')) return 'timed_out';
-  return r.outcome;
+  return r.timed_out ? 'timed_out' : r.outcome;
 }
 
 function reasonOf(r) {
@@ -117,7 +118,7 @@ export function liveExecution(ctx, { execs, onUpdate, killable = true }) {
       for (const p of ex.pcs || []) {
         seen.add(p.pc_id);
         const r = byResult.get(p.result_id);
-        const v = { state: p.state, exit: p.exit_code, dur: '—', result: r, outKey: r ? r.result_id : '' };
+        const v = { state: p.timed_out ? 'timed_out' : p.state, exit: p.exit_code, dur: '—', result: r, outKey: r ? r.result_id : '' };
         if (r) {
           v.state = stateOf(r);
           v.reason = reasonOf(r);
@@ -157,7 +158,9 @@ export function liveExecution(ctx, { execs, onUpdate, killable = true }) {
     const pending = pendingRows + unlisted;
     const parts = [`${num(counters.results)} result${counters.results === 1 ? '' : 's'}`, `${num(counters.succeeded)} succeeded`];
     if (counters.failed) parts.push(`${num(counters.failed)} failed`);
-    if (counters.killed) parts.push(`${num(counters.killed)} killed`);
+    // Timeouts are counted as killed by the server; the rows tell which.
+    const timedOut = states.filter(([, , v]) => v.state === 'timed_out').length;
+    if (counters.killed) parts.push(`${num(counters.killed)} killed${timedOut ? ` (${num(timedOut)} timed out)` : ''}`);
     if (counters.skipped) parts.push(`${num(counters.skipped)} skipped`);
     if (counters.running) parts.push(`${num(counters.running)} running`);
     if (pending) parts.push(`${num(pending)} pending`);
