@@ -26,9 +26,12 @@ func TestQuickStart(t *testing.T) {
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	var banner bytes.Buffer
+	// Made here, not in the goroutine: cleanups run last-registered first,
+	// and the directory must be removed after the server has stopped.
+	dataDir := t.TempDir()
 	go func() {
 		done <- server.Run(ctx, server.Options{
-			DataDir: t.TempDir(), NATSListen: addr, HTTPListen: "127.0.0.1:0", Dev: true, AgentID: "quick-pc",
+			DataDir: dataDir, NATSListen: addr, HTTPListen: "127.0.0.1:0", Dev: true, AgentID: "quick-pc",
 			Out: &banner, Ready: func(natsURL, _ string) { ready <- natsURL },
 		})
 	}()
