@@ -22,6 +22,13 @@ func TestAgentStaysLean(t *testing.T) {
 		"github.com/kanade-project/kanade/internal/broker",
 		"github.com/kanade-project/kanade/internal/bootstrap",
 		"github.com/kanade-project/kanade/internal/cli",
+		"github.com/kanade-project/kanade/internal/api",
+		"github.com/kanade-project/kanade/internal/store",
+		"github.com/kanade-project/kanade/internal/projector",
+		"github.com/kanade-project/kanade/internal/dashboard",
+		"github.com/kanade-project/kanade/internal/scheduler",
+		"github.com/kanade-project/kanade/internal/sim",
+		"github.com/kanade-project/kanade/internal/bench",
 	}
 	for _, goos := range []string{"linux", "windows"} {
 		t.Run(goos, func(t *testing.T) {

@@ -63,6 +63,11 @@ type Config struct {
 	// Inventory collects the host's inventory; default inventory.New for
 	// this platform.
 	Inventory inventory.Collector
+	// NoHostFacts turns off inventory collection and host_perf samples.
+	// The fleet simulator sets it: its thousands of agents share one host,
+	// whose facts would be the same for every one of them, and collecting
+	// them would only load the machine under test.
+	NoHostFacts bool
 }
 
 // SelfUpdate configures the self-updater.
@@ -142,7 +147,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Retry.Min <= 0 {
 		cfg.Retry = retry.Default()
 	}
-	if cfg.Inventory == nil {
+	if cfg.Inventory == nil && !cfg.NoHostFacts {
 		cfg.Inventory = inventory.New(inventory.Sources{})
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("pc_id", cfg.ID), stopped: make(chan struct{}), restart: make(chan struct{})}
@@ -224,8 +229,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	bg.Go(func() { a.replays.loop(bgCtx) })
 	bg.Go(func() { a.hb.loop(bgCtx) })
 	bg.Go(func() { a.pruneLoop(bgCtx) })
-	bg.Go(func() { a.inventoryLoop(bgCtx) })
-	bg.Go(func() { a.hostPerfLoop(bgCtx) })
+	if !a.cfg.NoHostFacts {
+		bg.Go(func() { a.inventoryLoop(bgCtx) })
+		bg.Go(func() { a.hostPerfLoop(bgCtx) })
+	}
 	if a.updater != nil {
 		bg.Go(func() { a.updater.Run(bgCtx) })
 	}

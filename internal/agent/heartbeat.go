@@ -62,17 +62,24 @@ func (h *heartbeats) publish() {
 		h.a.log.Error("encoding heartbeat", "err", err)
 		return
 	}
-	// Core publish: a heartbeat is only worth its freshness, and while
-	// disconnected nats.go buffers it until the reconnect.
+	// Core publish: a heartbeat is only worth its freshness. While
+	// disconnected it is refused (no reconnect buffer) and the loop sends
+	// a fresh one on the reconnection instead.
 	if err := h.a.nc.Publish(wire.SubjectHeartbeat(h.a.cfg.ID), b); err != nil {
 		h.a.log.Debug("heartbeat not sent", "err", err)
 	}
 }
 
-// loop publishes a heartbeat at once and then every heartbeat_interval
-// until ctx ends; a new interval from the fleet config takes effect at once
-// (the next beat is due one new interval after the last one).
+// loop publishes a heartbeat at once, then every heartbeat_interval and
+// at every (re)connection, until ctx ends; a new interval from the fleet
+// config takes effect at once (the next beat is due one new interval after
+// the last one). The beat on reconnection matters twice: the one sent
+// before the first connection was refused, and after a broker restart the
+// backend learns at once who is back instead of one interval later.
+// Reconnections are already spread by the client's jittered backoff, so
+// these beats arrive spread too.
 func (h *heartbeats) loop(ctx context.Context) {
+	reconnected := h.a.link.Reconnected()
 	h.publish()
 	last := time.Now()
 	for {
@@ -84,6 +91,11 @@ func (h *heartbeats) loop(ctx context.Context) {
 			return
 		case <-changed:
 			t.Stop()
+		case <-reconnected:
+			t.Stop()
+			reconnected = h.a.link.Reconnected()
+			h.publish()
+			last = time.Now()
 		case <-t.C:
 			h.publish()
 			last = time.Now()

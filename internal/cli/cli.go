@@ -112,6 +112,7 @@ Then, from another terminal:
 	root.AddCommand(a.configCmd(), a.agentCmd())
 	root.AddCommand(a.releaseKeyCmd())
 	root.AddCommand(a.apiCmds()...)
+	root.AddCommand(a.benchCmd())
 	return root
 }
 
