@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/kanade-project/kanade/internal/agent"
 	"github.com/kanade-project/kanade/internal/broker/brokertest"
 	"github.com/kanade-project/kanade/internal/fleetclient"
@@ -138,9 +140,20 @@ func TestCommandToOnePC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := msg.GetLastMsgForSubject(context.Background(), wire.SubjectResults(res.RequestID))
-	if err != nil {
-		t.Fatalf("result not in RESULTS: %v", err)
+	// A core subscriber can see the message before the stream has stored
+	// it (the agent's PubAck waits for the store, this test's copy does
+	// not): poll until it is there.
+	var m *jetstream.RawStreamMsg
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m, err = msg.GetLastMsgForSubject(context.Background(), wire.SubjectResults(res.RequestID))
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("result not in RESULTS: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	if m.Header.Get(wire.HeaderMsgID) != res.ResultID {
 		t.Errorf("Nats-Msg-Id = %q, want result_id %q", m.Header.Get(wire.HeaderMsgID), res.ResultID)
