@@ -17,12 +17,17 @@ import (
 	"sync"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
+
+	"github.com/kanade-project/kanade/internal/broker"
 	"github.com/kanade-project/kanade/internal/logging"
 	"github.com/kanade-project/kanade/internal/server"
+	"github.com/kanade-project/kanade/internal/serverconfig"
 )
 
 // readyPrefix starts the one line a backend child prints on stdout once
-// it serves: "kanade-bench-backend ready nats=<url> http=<url>".
+// it serves: "kanade-bench-backend ready nats=<url> http=<url>", followed
+// by " monitor=<url>" with --monitor.
 const readyPrefix = "kanade-bench-backend ready "
 
 // BackendMain is the backend child: `kanade bench backend` (hidden). It
@@ -31,6 +36,14 @@ const readyPrefix = "kanade-bench-backend ready "
 // token from KANADE_API_TOKEN and no dev agent, prints the ready line, and
 // stops when its stdin ends (the bench closed it, or died). It returns the
 // process exit code.
+//
+// With --monitor the child starts the broker itself — the same
+// broker.Start, options and data dir server.Run would use — with the
+// nats-server monitoring port open on loopback (server.Run has no way to
+// open it), and hands server.Run an external-broker config pointing at it.
+// Nothing else changes: server.Run talks to its broker over a loopback
+// socket either way. The rollout benchmark reads the broker's out_bytes
+// from <monitor>/varz; the others do not pass the flag.
 func BackendMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("kanade bench backend", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -40,6 +53,7 @@ func BackendMain(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	fs.StringVar(&o.NATSListen, "nats-listen", "127.0.0.1:4222", "HOST:PORT of the embedded broker")
 	fs.StringVar(&o.HTTPListen, "http-listen", "127.0.0.1:0", "HOST:PORT of the HTTP API")
 	fs.StringVar(&logLevel, "log-level", "warn", "debug | info | warn | error")
+	monitor := fs.Bool("monitor", false, "start the broker here with its monitoring port on loopback (printed as monitor=<url>)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -59,14 +73,52 @@ func BackendMain(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		serveControl(stdin, stderr)
 		cancel()
 	}()
+	monitorSuffix := ""
+	if *monitor {
+		b, err := startMonitoredBroker(ctx, &o)
+		if err != nil {
+			fmt.Fprintln(stderr, "kanade bench backend:", err)
+			return 1
+		}
+		defer b.Shutdown()
+		monitorSuffix = " monitor=http://" + b.Server().MonitorAddr().String()
+	}
 	o.Ready = func(natsURL, httpURL string) {
-		fmt.Fprintf(stdout, "%snats=%s http=%s\n", readyPrefix, natsURL, httpURL)
+		fmt.Fprintf(stdout, "%snats=%s http=%s%s\n", readyPrefix, natsURL, httpURL, monitorSuffix)
 	}
 	if err := server.Run(ctx, o); err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintln(stderr, "kanade bench backend:", err)
 		return 1
 	}
 	return 0
+}
+
+// startMonitoredBroker starts the broker as server.Run would (same
+// listen address, data dir, token and logger) plus the monitoring port,
+// and points o at it as an external broker.
+func startMonitoredBroker(ctx context.Context, o *server.Options) (*broker.Broker, error) {
+	secrets, err := serverconfig.Default().LoadSecrets()
+	if err != nil {
+		return nil, fmt.Errorf("secrets: %w", err)
+	}
+	b, err := broker.Start(ctx, broker.Options{
+		Listen: o.NATSListen, DataDir: filepath.Join(o.DataDir, "broker"), Token: secrets.NATSToken,
+		Logger: o.Logger.With("component", "broker"),
+		Configure: func(so *natsserver.Options) {
+			so.HTTPHost = "127.0.0.1"
+			so.HTTPPort = natsserver.RANDOM_PORT
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	cfg, err := serverconfig.Parse(fmt.Appendf(nil, "[nats]\nurls = [%q]\n", b.ClientURL()))
+	if err != nil {
+		b.Shutdown()
+		return nil, fmt.Errorf("external broker config: %w", err)
+	}
+	o.Config, o.NATSListen = cfg, ""
+	return b, nil
 }
 
 // Control lines the bench writes on the child's stdin; the end of stdin
@@ -132,6 +184,8 @@ type backend struct {
 	stdin   io.WriteCloser
 	natsURL string
 	httpURL string
+	// monitorURL is the broker's monitoring endpoint (spec.monitor only).
+	monitorURL string
 	// ready is when the child printed its ready line.
 	ready   time.Time
 	logPath string
@@ -146,6 +200,8 @@ type backendSpec struct {
 	listen  string // NATS host:port, stable across restarts
 	token   string // API token
 	logPath string
+	// monitor starts the child with --monitor.
+	monitor bool
 }
 
 // startBackend starts the child and waits for its ready line.
@@ -155,6 +211,9 @@ func startBackend(ctx context.Context, s backendSpec, timeout time.Duration) (*b
 		return nil, fmt.Errorf("bench: backend log: %w", err)
 	}
 	args := append(append([]string{}, s.cmd.Args...), "--data-dir", s.dataDir, "--nats-listen", s.listen, "--http-listen", "127.0.0.1:0")
+	if s.monitor {
+		args = append(args, "--monitor")
+	}
 	cmd := exec.Command(s.cmd.Path, args...)
 	cmd.Env = append(append(cleanEnv(), s.cmd.Env...), "KANADE_API_TOKEN="+s.token)
 	cmd.Stderr = logf
@@ -201,9 +260,11 @@ func startBackend(ctx context.Context, s backendSpec, timeout time.Duration) (*b
 				b.natsURL = v
 			case "http":
 				b.httpURL = v
+			case "monitor":
+				b.monitorURL = v
 			}
 		}
-		if b.natsURL == "" || b.httpURL == "" {
+		if b.natsURL == "" || b.httpURL == "" || (s.monitor && b.monitorURL == "") {
 			b.kill()
 			return nil, fmt.Errorf("bench: backend ready line without URLs: %q", line)
 		}
