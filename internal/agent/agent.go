@@ -98,6 +98,7 @@ type Agent struct {
 	outbox  *outbox.Outbox
 	ledger  *ledger.Ledger
 	slots   *slots
+	kills   *killSwitch
 	gates   *gateCache
 	replays *replayer
 	hb      *heartbeats
@@ -153,6 +154,7 @@ func New(cfg Config) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("pc_id", cfg.ID), stopped: make(chan struct{}), restart: make(chan struct{})}
 	a.hb = newHeartbeats(a)
 	a.slots = newSlots(cfg.MaxConcurrent)
+	a.kills = newKillSwitch()
 	return a, nil
 }
 
@@ -384,6 +386,19 @@ func (a *Agent) subscribe() ([]*nats.Subscription, error) {
 		_ = s.SetPendingLimits(-1, -1)
 		subs = append(subs, s)
 		return nil
+	}
+	// kill.* comes first, before any command subscription, and lives as
+	// long as the connection (nats.go re-sends it after a reconnect). The
+	// server applies one connection's subscriptions in order, so once it
+	// delivers a command here it also routes kills here: a kill sent after
+	// the command reaches this agent, which the old per-run Subscribe +
+	// Flush bought with a round trip (and broker work) for every run.
+	// Group subscriptions are made later still, and replays are fetched
+	// with requests sent after the (re-)subscriptions. Only a re-sent set
+	// of subscriptions after a reconnect has no order (nats.go walks a
+	// map); they go out in one burst, before anything else is sent.
+	if err := add(wire.SubjectKillWild, a.onKill); err != nil {
+		return nil, err
 	}
 	for _, subj := range []string{wire.SubjectCommandsAll, wire.SubjectCommandsPC(a.cfg.ID)} {
 		if err := add(subj, a.onCommand); err != nil {

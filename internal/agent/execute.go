@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -37,8 +39,13 @@ func (a *Agent) execute(c wire.Command, resultID string) {
 	}
 	ctx, cancel := context.WithCancelCause(a.runCtx)
 	defer cancel(nil)
-	unsub := a.armKill(c.ExecID, c.RequestID, cancel)
-	defer unsub()
+	// The agent's kill.* subscription exists before any command could
+	// arrive (see subscribe), so arming is local: from here on a kill of
+	// this exec_id cancels ctx, and one that was dispatched a moment
+	// before (while the command was being admitted) is caught up at once.
+	disarm := a.kills.arm(c.ExecID, cancel)
+	defer disarm()
+	log.Debug("kill armed")
 
 	skip := func(code int, reason string) {
 		now := time.Now().UTC()
@@ -152,22 +159,115 @@ func (a *Agent) execute(c wire.Command, resultID string) {
 	a.finish(res)
 }
 
-// armKill subscribes to kill.<execID> and flushes, so that a kill sent
-// right after the command is not lost; the subscription is live before
-// anything runs.
-func (a *Agent) armKill(execID, requestID string, cancel context.CancelCauseFunc) func() {
-	sub, err := a.nc.Subscribe(wire.SubjectKill(execID), func(*nats.Msg) { cancel(errKilled) })
-	if err != nil {
-		a.log.Warn("cannot subscribe to kill; the run cannot be killed remotely", "exec_id", execID, "err", err)
-		return func() {}
+// onKill is the handler of the agent's one kill.* subscription.
+func (a *Agent) onKill(m *nats.Msg) {
+	execID, ok := strings.CutPrefix(m.Subject, wire.SubjectKill(""))
+	if !ok || !wire.ValidToken(execID) {
+		return
 	}
-	if a.link.Connected() {
-		if err := a.nc.FlushTimeout(2 * time.Second); err != nil {
-			a.log.Debug("kill subscription not confirmed", "exec_id", execID, "err", err)
+	n := a.kills.kill(execID)
+	a.log.Debug("kill received", "exec_id", execID, "runs", n)
+}
+
+// Recent kills are remembered for this long, and at most this many, so
+// that a run armed just after its kill was dispatched is still killed.
+// nats.go delivers each subscription's messages on its own goroutine: a
+// kill published right after a command can be handled before that
+// command's run is armed (admission writes a file first). A minute covers
+// that gap with a wide margin; the count bounds the memory, since every
+// agent receives every kill of the fleet.
+const (
+	recentKillTTL = time.Minute
+	recentKillMax = 256
+)
+
+// killSwitch dispatches kills from the agent's single kill.* subscription
+// to the executions armed here, by exec_id. Its methods are safe for
+// concurrent use.
+type killSwitch struct {
+	now func() time.Time
+
+	mu sync.Mutex
+	// armed holds the runs of each exec_id (a PC can run several requests
+	// of one execution, e.g. in two waves).
+	armed map[string]map[*armedRun]struct{}
+	// recent is when each exec_id was last killed; order holds its keys
+	// by that time, oldest first, for the expiry and the count bound.
+	recent map[string]time.Time
+	order  []string
+}
+
+type armedRun struct{ cancel context.CancelCauseFunc }
+
+func newKillSwitch() *killSwitch {
+	return &killSwitch{
+		now:    time.Now,
+		armed:  map[string]map[*armedRun]struct{}{},
+		recent: map[string]time.Time{},
+	}
+}
+
+// arm makes a kill of execID call cancel(errKilled) until the returned
+// disarm is called. A kill received less than recentKillTTL before arm
+// cancels at once.
+func (k *killSwitch) arm(execID string, cancel context.CancelCauseFunc) (disarm func()) {
+	r := &armedRun{cancel: cancel}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	runs := k.armed[execID]
+	if runs == nil {
+		runs = map[*armedRun]struct{}{}
+		k.armed[execID] = runs
+	}
+	runs[r] = struct{}{}
+	k.expireLocked()
+	if _, ok := k.recent[execID]; ok {
+		cancel(errKilled)
+	}
+	return func() {
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		delete(runs, r)
+		// runs is still k.armed[execID]: a set leaves the map only
+		// once empty, and it held r until now.
+		if len(runs) == 0 {
+			delete(k.armed, execID)
 		}
 	}
-	a.log.Debug("kill armed", "exec_id", execID, "request_id", requestID)
-	return func() { _ = sub.Unsubscribe() }
+}
+
+// kill cancels every run armed for execID, remembers the kill for runs
+// armed soon after, and returns how many runs it cancelled.
+func (k *killSwitch) kill(execID string) int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for r := range k.armed[execID] {
+		r.cancel(errKilled)
+	}
+	if _, ok := k.recent[execID]; ok {
+		k.order = slices.DeleteFunc(k.order, func(id string) bool { return id == execID })
+	}
+	k.recent[execID] = k.now()
+	k.order = append(k.order, execID)
+	if len(k.order) > recentKillMax {
+		delete(k.recent, k.order[0])
+		k.order = slices.Delete(k.order, 0, 1)
+	}
+	k.expireLocked()
+	return len(k.armed[execID])
+}
+
+// expireLocked forgets the kills older than recentKillTTL.
+func (k *killSwitch) expireLocked() {
+	cut := k.now().Add(-recentKillTTL)
+	n := 0
+	for n < len(k.order) && !k.recent[k.order[n]].After(cut) {
+		delete(k.recent, k.order[n])
+		n++
+	}
+	if n > 0 {
+		k.order = slices.Delete(k.order, 0, n)
+	}
 }
 
 func reasonOf(ctx context.Context) string {

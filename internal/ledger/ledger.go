@@ -16,6 +16,14 @@
 //     an "outcome unknown" result — never a second launch.
 //   - Entries are kept as tombstones for Retention (the EXEC stream's max
 //     age), so a replay can never resurrect a command the agent already saw.
+//
+// The files are the truth. The ledger keeps a write-through copy of the
+// entries that are not done yet (admitted or launching: the commands in
+// flight, a handful) so that marking one does not read and decode its file
+// again; the copy changes only after the file was written, and a done
+// entry leaves it, so it is bounded by the work in flight and never answers
+// for a request it does not hold (those are read from disk, as after a
+// restart, when it starts empty).
 package ledger
 
 import (
@@ -80,6 +88,10 @@ type Ledger struct {
 	dir string
 	now func() time.Time
 	mu  sync.Mutex
+	// live is the write-through copy of the entries not done, by
+	// request_id; guarded by mu. An entry's Command is never modified in
+	// place (Done replaces it with nil), so copies handed out share it.
+	live map[string]Entry
 }
 
 // Open opens (creating) the ledger in dir.
@@ -87,7 +99,7 @@ func Open(dir string) (*Ledger, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)
 	}
-	return &Ledger{dir: dir, now: time.Now}, nil
+	return &Ledger{dir: dir, now: time.Now, live: map[string]Entry{}}, nil
 }
 
 // BodyHash is the identity of a command's exact bytes.
@@ -118,13 +130,22 @@ func (l *Ledger) Admit(requestID, execID string, body []byte, resultID string) (
 		return 0, Entry{}, err
 	}
 	now := l.now().UTC()
-	e := Entry{RequestID: requestID, ExecID: execID, BodySHA256: hash, ResultID: resultID, State: Admitted, AdmittedAt: now, UpdatedAt: now, Command: body}
+	// The command as its file will hold it (compacted, HTML-escaped, as
+	// encoding/json writes a RawMessage), so that the copy kept in live is
+	// what a read of the file would return; it is also the caller's body
+	// no longer, which the caller may reuse.
+	cmd, err := json.Marshal(json.RawMessage(body))
+	if err != nil {
+		return 0, Entry{}, fmt.Errorf("ledger: encoding the command of %s: %w", requestID, err)
+	}
+	e := Entry{RequestID: requestID, ExecID: execID, BodySHA256: hash, ResultID: resultID, State: Admitted, AdmittedAt: now, UpdatedAt: now, Command: cmd}
 	// Admission is written without fsync: until the launching mark (which
 	// is fsynced) nothing has run, so an admission lost to a power cut only
 	// means the command is offered again — and run for the first time.
 	if err := l.writeState(e, false); err != nil {
 		return 0, Entry{}, err
 	}
+	l.remember(e)
 	return New, e, nil
 }
 
@@ -141,7 +162,13 @@ func (l *Ledger) Mark(requestID string, state State) error {
 	if state == Done {
 		e.Command = nil
 	}
-	return l.writeState(e, true)
+	if err := l.writeState(e, true); err != nil {
+		// The file still holds the old state (atomicfile), and so
+		// does live.
+		return err
+	}
+	l.remember(e)
+	return nil
 }
 
 // Get returns the entry of requestID.
@@ -149,6 +176,15 @@ func (l *Ledger) Get(requestID string) (Entry, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.read(requestID)
+}
+
+// remember updates live after e was written to its file (l.mu held).
+func (l *Ledger) remember(e Entry) {
+	if e.State == Done {
+		delete(l.live, e.RequestID)
+		return
+	}
+	l.live[e.RequestID] = e
 }
 
 // Unfinished returns the entries that are not done (crash recovery).
@@ -186,10 +222,22 @@ func (l *Ledger) Prune() (int, error) {
 		if err != nil || (e.State == Done && e.UpdatedAt.Before(cut)) {
 			if os.Remove(p) == nil {
 				n++
+				l.forgetPath(p)
 			}
 		}
 	}
 	return n, nil
+}
+
+// forgetPath drops the live copy whose file was p (l.mu held). Prune
+// removes only done or undecodable files, which live never holds unless a
+// file was changed behind the ledger's back; then the disk wins.
+func (l *Ledger) forgetPath(p string) {
+	for id := range l.live {
+		if l.path(id) == p {
+			delete(l.live, id)
+		}
+	}
 }
 
 // Len is the number of entries (tombstones included).
@@ -218,7 +266,12 @@ func (l *Ledger) each(fn func(Entry, string)) error {
 	return nil
 }
 
+// read returns the entry of requestID from live, or else from its file
+// (l.mu held).
 func (l *Ledger) read(requestID string) (Entry, error) {
+	if e, ok := l.live[requestID]; ok {
+		return e, nil
+	}
 	e, err := readFile(l.path(requestID))
 	if err != nil {
 		return e, err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -460,5 +461,175 @@ func TestConcurrentAdmitYieldsExactlyOneNew(t *testing.T) {
 	}
 	if e, err := l.Get("req-race"); err != nil || e.ResultID != minted {
 		t.Errorf("stored result id = %q (%v), want %q", e.ResultID, err, minted)
+	}
+}
+
+// sameEntry reports how a and b differ ("" when they do not).
+func sameEntry(a, b Entry) string {
+	switch {
+	case a.RequestID != b.RequestID, a.ExecID != b.ExecID, a.BodySHA256 != b.BodySHA256, a.ResultID != b.ResultID:
+		return "identity"
+	case a.State != b.State:
+		return "state"
+	case !a.AdmittedAt.Equal(b.AdmittedAt), !a.UpdatedAt.Equal(b.UpdatedAt):
+		return "times"
+	case !bytes.Equal(a.Command, b.Command):
+		return fmt.Sprintf("command %q vs %q", a.Command, b.Command)
+	}
+	return ""
+}
+
+// assertSameAsFresh opens a second ledger on l's directory without closing
+// l — what the next process finds after a crash — and checks that it gives
+// every answer l gives from its in-memory copy: the entries, the Admit
+// verdicts for the same and for other bytes, and the unfinished list.
+func assertSameAsFresh(t *testing.T, step string, l *Ledger, ids []string, bodies map[string][]byte) {
+	t.Helper()
+	re := mustOpen(t, l.dir)
+	re.now = l.now
+	for _, id := range ids {
+		want, wantErr := re.Get(id)
+		got, gotErr := l.Get(id)
+		if (gotErr == nil) != (wantErr == nil) {
+			t.Fatalf("%s: Get(%s) = %v, fresh ledger %v", step, id, gotErr, wantErr)
+		}
+		if wantErr != nil {
+			continue // unknown to both; Admit would make it New in both
+		}
+		if d := sameEntry(got, want); d != "" {
+			t.Fatalf("%s: %s differs from the fresh ledger's (%s):\n got %+v\nwant %+v", step, id, d, got, want)
+		}
+		for _, body := range [][]byte{bodies[id], []byte(`{"other":"bytes"}`)} {
+			gv, ge, gerr := l.Admit(id, "exec-"+id, body, "rid-new")
+			wv, we, werr := re.Admit(id, "exec-"+id, body, "rid-new")
+			if gerr != nil || werr != nil {
+				t.Fatalf("%s: Admit(%s) errors %v / fresh %v", step, id, gerr, werr)
+			}
+			if gv != wv || sameEntry(ge, we) != "" {
+				t.Fatalf("%s: Admit(%s, %s) = %v %+v, fresh ledger %v %+v", step, id, body, gv, ge, wv, we)
+			}
+		}
+	}
+	unfinished := func(lg *Ledger) map[string]State {
+		es, err := lg.Unfinished()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]State{}
+		for _, e := range es {
+			m[e.RequestID] = e.State
+		}
+		return m
+	}
+	if got, want := unfinished(l), unfinished(re); !maps.Equal(got, want) {
+		t.Fatalf("%s: Unfinished = %v, fresh ledger %v", step, got, want)
+	}
+}
+
+// TestLiveCopyAgreesWithAFreshLedgerAfterACrash: the ledger answers Mark,
+// Get and Admit for entries in flight from memory. After every step of a
+// request's life (admitted, launching, done, replayed, pruned, a failed
+// write), a ledger opened fresh on the same directory — as after a crash,
+// the first one never closed — gives the same verdicts and entries.
+func TestLiveCopyAgreesWithAFreshLedgerAfterACrash(t *testing.T) {
+	dir := t.TempDir()
+	l, c := openAt(t, dir, t0)
+	// Bodies as they come from the network: whitespace and characters
+	// encoding/json escapes make the stored form differ from the bytes.
+	bodies := map[string][]byte{}
+	var ids []string
+	for i := range 6 {
+		id := fmt.Sprintf("req-%d", i)
+		ids = append(ids, id)
+		bodies[id] = []byte(fmt.Sprintf("{ \"request_id\" : %q,\n \"script\": \"test %d -lt 3 && echo '<ok>' > out\" }", id, i))
+	}
+	ids = append(ids, "never-seen")
+	check := func(step string) { t.Helper(); assertSameAsFresh(t, step, l, ids, bodies) }
+
+	for _, id := range ids[:6] {
+		if v, _ := admit(t, l, id, bodies[id], "rid-"+id); v != New {
+			t.Fatalf("Admit(%s) = %v", id, v)
+		}
+	}
+	check("all admitted")
+	c.set(t0.Add(time.Second))
+	for _, id := range ids[1:6] {
+		mark(t, l, id, Launching)
+	}
+	check("five launching")
+	c.set(t0.Add(2 * time.Second))
+	for _, id := range ids[2:6] {
+		mark(t, l, id, Done)
+	}
+	check("four done")
+	// Done again (an outcome re-sent after a lost delete) and the replay
+	// of a done request come from the file, as after a restart.
+	mark(t, l, "req-2", Done)
+	if v, e := admit(t, l, "req-3", bodies["req-3"], "rid-replay"); v != Duplicate || e.State != Done || e.ResultID != "rid-req-3" {
+		t.Fatalf("replay of a done request = %v %+v", v, e)
+	}
+	check("replayed")
+
+	// A write that fails leaves the file as it was, and the live copy
+	// with it: the temp path is taken by a directory (not empty, so the
+	// clean-up after the failure cannot remove it), and the atomic write
+	// cannot even start.
+	tmp := filepath.Join(dir, ".tmp-"+filepath.Base(l.path("req-0")))
+	blocker := filepath.Join(tmp, "blocker")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.set(t0.Add(3 * time.Second))
+	if err := l.Mark("req-0", Launching); err == nil {
+		t.Fatal("Mark with an unwritable temp file succeeded")
+	}
+	if e, err := l.Get("req-0"); err != nil || e.State != Admitted {
+		t.Fatalf("after a failed Mark the entry is %+v, %v; want still admitted", e, err)
+	}
+	check("failed write")
+	for _, p := range []string{blocker, tmp} {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mark(t, l, "req-0", Launching)
+	mark(t, l, "req-1", Done)
+	check("written after all")
+
+	// Tombstones expire; the request is new again in both.
+	c.set(t0.Add(Retention + time.Hour))
+	if n, err := l.Prune(); err != nil || n != 5 {
+		t.Fatalf("Prune = %d, %v; want the 5 done entries", n, err)
+	}
+	check("pruned")
+	if v, _ := admit(t, l, "req-4", bodies["req-4"], "rid-again"); v != New {
+		t.Fatalf("Admit after the tombstone expired = %v, want New", v)
+	}
+	mark(t, l, "req-4", Launching)
+	check("admitted again after pruning")
+}
+
+// BenchmarkRequestLifecycle is the ledger's share of one command: admit,
+// launching (fsynced), done (fsynced).
+func BenchmarkRequestLifecycle(b *testing.B) {
+	l, err := Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := []byte(`{"id":"adhoc-run","request_id":"req","exec_id":"exec","script":"exit 0","shell":"sh"}`)
+	for i := 0; b.Loop(); i++ {
+		id := fmt.Sprintf("req-%d", i)
+		if _, _, err := l.Admit(id, "exec", body, "rid"); err != nil {
+			b.Fatal(err)
+		}
+		if err := l.Mark(id, Launching); err != nil {
+			b.Fatal(err)
+		}
+		if err := l.Mark(id, Done); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

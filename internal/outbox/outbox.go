@@ -16,6 +16,13 @@
 //   - Attachments (output above the inline limit) are stored beside the
 //     entry and uploaded to their object store before the message that
 //     references them is published.
+//
+// The file is the durable copy of an entry; the drain sends entries this
+// process enqueued from a copy kept in memory (up to Options.MemoryBytes in
+// all) instead of reading their files back, and reads the file for the
+// others (found at Open, or beyond the budget). The copy is the entry
+// exactly as its file decodes, made only once the file is committed and
+// dropped with it, so a crash loses nothing the file did not hold.
 package outbox
 
 import (
@@ -95,7 +102,11 @@ type Options struct {
 	StuckAfter int
 	// PublishTimeout bounds one publish or upload (default 10 s).
 	PublishTimeout time.Duration
-	Logger         *slog.Logger
+	// MemoryBytes bounds the in-memory copies of pending entries the
+	// drain sends without reading their files (default 4 MiB; negative:
+	// none, every entry is read from disk).
+	MemoryBytes int
+	Logger      *slog.Logger
 	// OnSent is called after the broker acknowledged an entry and before
 	// its file is deleted; if it fails the file stays and is sent again
 	// (the message id makes that harmless). The admission ledger marks a
@@ -115,6 +126,9 @@ type Outbox struct {
 	seq     uint64
 	pending map[string]*fileState // by file name; a fileState is guarded by mu too
 	wake    chan struct{}
+	// memBytes is the sum of the sizes of the in-memory copies held by
+	// pending entries (fileState.mem); guarded by mu.
+	memBytes int
 
 	// outages counts consecutive ErrUnavailable passes; drain only.
 	outages int
@@ -123,6 +137,10 @@ type Outbox struct {
 type fileState struct {
 	failures int
 	nextTry  time.Time
+	// mem is the entry as its file decodes, when the drain may send it
+	// without reading the file; memSize is what it counts in memBytes.
+	mem     *Entry
+	memSize int
 }
 
 const (
@@ -147,6 +165,9 @@ func Open(dir string, o Options) (*Outbox, error) {
 	}
 	if o.PublishTimeout <= 0 {
 		o.PublishTimeout = 10 * time.Second
+	}
+	if o.MemoryBytes == 0 {
+		o.MemoryBytes = 4 << 20
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -286,6 +307,14 @@ func (ob *Outbox) Enqueue(e Entry) error {
 			return fmt.Errorf("outbox: writing attachment: %w", err)
 		}
 	}
+	// Data as the file will hold it (encoding/json compacts and
+	// HTML-escapes a RawMessage): the in-memory copy must be what a read
+	// of the file returns, and re-encoding it below changes nothing.
+	data, err := json.Marshal(e.Data)
+	if err != nil {
+		return fmt.Errorf("outbox: encoding entry data: %w", err)
+	}
+	e.Data = data
 	b, err := json.Marshal(e)
 	if err != nil {
 		return fmt.Errorf("outbox: encoding entry: %w", err)
@@ -301,11 +330,59 @@ func (ob *Outbox) Enqueue(e Entry) error {
 	if !e.BestEffort {
 		atomicfile.SyncDir(ob.dir)
 	}
+	st := &fileState{}
 	ob.mu.Lock()
-	ob.pending[name] = &fileState{}
+	if size, ok := memSize(e); ok && ob.memBytes+size <= ob.opts.MemoryBytes {
+		st.mem, st.memSize = asDecoded(e), size
+		ob.memBytes += size
+	}
+	ob.pending[name] = st
 	ob.mu.Unlock()
 	ob.Wake()
 	return nil
+}
+
+// asDecoded returns e as readEntry returns it from e's file (Data already
+// in its encoded form): without what is not written (attachment content,
+// BestEffort).
+func asDecoded(e Entry) *Entry {
+	e.BestEffort = false
+	if len(e.Attachments) == 0 {
+		e.Attachments = nil // omitempty: the file has none
+	} else {
+		atts := make([]Attachment, len(e.Attachments))
+		for i, a := range e.Attachments {
+			atts[i] = Attachment{Bucket: a.Bucket, Key: a.Key, File: a.File}
+		}
+		e.Attachments = atts
+	}
+	return &e
+}
+
+// memSize is what an in-memory copy of e costs, and whether e may be sent
+// from one: only when its file decodes to exactly e. encoding/json writes
+// invalid UTF-8 in a string as U+FFFD, and readEntry refuses some entries
+// (they go to corrupt/ through the file, as before).
+func memSize(e Entry) (int, bool) {
+	if err := checkEntry(e); err != nil {
+		return 0, false
+	}
+	size := 256 + len(e.Data) // 256: the struct, map and slice headers
+	for _, s := range []string{e.Subject, e.MsgID, e.Kind, e.Ref} {
+		if !utf8.ValidString(s) {
+			return 0, false
+		}
+		size += len(s)
+	}
+	for _, a := range e.Attachments {
+		for _, s := range []string{a.Bucket, a.Key, a.File} {
+			if !utf8.ValidString(s) {
+				return 0, false
+			}
+			size += len(s) + 16
+		}
+	}
+	return size, true
 }
 
 func (ob *Outbox) write(p string, b []byte, durable bool) error {
@@ -485,7 +562,7 @@ func backoff(base, max time.Duration, failures int) time.Duration {
 
 func (ob *Outbox) send(ctx context.Context, pub Publisher, name string) error {
 	p := filepath.Join(ob.dir, name)
-	e, err := readEntry(p)
+	e, err := ob.entry(name)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			ob.forget(name)
@@ -528,15 +605,35 @@ func (ob *Outbox) send(ctx context.Context, pub Publisher, name string) error {
 	return nil
 }
 
+// entry returns the pending entry name: its in-memory copy, or else what
+// its file holds.
+func (ob *Outbox) entry(name string) (Entry, error) {
+	ob.mu.Lock()
+	var mem *Entry
+	if st, ok := ob.pending[name]; ok {
+		mem = st.mem
+	}
+	ob.mu.Unlock()
+	if mem != nil {
+		// Shallow copy: OnSent gets its own struct, and nothing
+		// writes into Data or Attachments after Enqueue.
+		return *mem, nil
+	}
+	return readEntry(filepath.Join(ob.dir, name))
+}
+
 func (ob *Outbox) forget(name string) {
 	ob.mu.Lock()
-	delete(ob.pending, name)
+	if st, ok := ob.pending[name]; ok {
+		ob.memBytes -= st.memSize
+		delete(ob.pending, name)
+	}
 	ob.mu.Unlock()
 }
 
 func (ob *Outbox) move(name, sub string) {
 	src := filepath.Join(ob.dir, name)
-	if e, err := readEntry(src); err == nil {
+	if e, err := ob.entry(name); err == nil {
 		for _, a := range e.Attachments {
 			_ = os.Rename(filepath.Join(ob.dir, a.File), filepath.Join(ob.dir, sub, a.File))
 		}
@@ -556,13 +653,18 @@ func readEntry(p string) (Entry, error) {
 	if err := json.Unmarshal(b, &e); err != nil {
 		return e, fmt.Errorf("%w: %v", errCorrupt, err)
 	}
+	return e, checkEntry(e)
+}
+
+// checkEntry refuses what the drain cannot send.
+func checkEntry(e Entry) error {
 	if e.Subject == "" || len(e.Data) == 0 {
-		return e, fmt.Errorf("%w: no subject or data", errCorrupt)
+		return fmt.Errorf("%w: no subject or data", errCorrupt)
 	}
 	for _, a := range e.Attachments {
 		if a.File == "" || a.File != filepath.Base(a.File) || a.Bucket == "" || a.Key == "" {
-			return e, fmt.Errorf("%w: bad attachment %+v", errCorrupt, a)
+			return fmt.Errorf("%w: bad attachment %+v", errCorrupt, a)
 		}
 	}
-	return e, nil
+	return nil
 }

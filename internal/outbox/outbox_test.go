@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -1083,4 +1084,145 @@ func TestRetryNowIgnoresBackoffButKeepsFailureCount(t *testing.T) {
 	if stuck := dirNames(t, filepath.Join(dir, "stuck")); len(stuck) != 1 {
 		t.Errorf("stuck/ = %v, want the entry", stuck)
 	}
+}
+
+// pendingState returns a copy of the state of the pending entry whose file
+// name ends in "_"+SafeName(msgID)+".json".
+func pendingState(t *testing.T, ob *Outbox, msgID string) (string, fileState) {
+	t.Helper()
+	ob.mu.Lock()
+	defer ob.mu.Unlock()
+	for name, st := range ob.pending {
+		if strings.HasSuffix(name, "_"+SafeName(msgID)+entrySuffix) {
+			return name, *st
+		}
+	}
+	t.Fatalf("no pending entry for %q", msgID)
+	return "", fileState{}
+}
+
+// TestMemoryCopyIsTheFileDecoded: what the drain sends from memory is
+// exactly what it would read from the file — also for data encoding/json
+// rewrites (whitespace, HTML characters, U+2028) — and an entry whose file
+// would decode differently (invalid UTF-8) or not at all is read from its
+// file, as every entry was before.
+func TestMemoryCopyIsTheFileDecoded(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ob := open(t, dir, Options{})
+	cases := []struct {
+		e      Entry
+		inMem  bool
+		reason string
+	}{
+		{testEntry(wire.SubjectResults("r1"), "rid-plain", 1), true, "plain"},
+		{Entry{Subject: wire.SubjectResults("r2"), MsgID: "rid-rewritten", Kind: "result", Ref: "r2",
+			Data: json.RawMessage("{ \"stdout\" : \"a < b && c > d \u2028 ok\",\n\t\"n\": [1, 2] }")}, true, "data rewritten by the encoder"},
+		{Entry{Subject: "obs.東京", MsgID: "obs-東京-1", Kind: "obs", Data: json.RawMessage(`{"pc_id":"東京"}`)}, true, "unicode"},
+		{Entry{Subject: wire.SubjectResults("r3"), MsgID: "rid-att", Data: json.RawMessage(`{"stdout_object":"k"}`),
+			Attachments: []Attachment{{Bucket: "result_output", Key: "k", Content: []byte("big output")}}}, true, "attachment"},
+		{Entry{Subject: "events.started.e.pc", MsgID: "started-rid", Data: json.RawMessage(`{}`), BestEffort: true, Attachments: []Attachment{}}, true, "best effort"},
+		{Entry{Subject: wire.SubjectResults("r4"), MsgID: "rid-bad-\xff", Ref: "r4\xfe", Data: json.RawMessage(`{}`)}, false, "invalid UTF-8 in an id"},
+		{Entry{Subject: "", MsgID: "rid-nosubject", Data: json.RawMessage(`{}`)}, false, "refused by readEntry"},
+	}
+	for _, tc := range cases {
+		enqueue(t, ob, tc.e)
+		name, st := pendingState(t, ob, tc.e.MsgID)
+		if (st.mem != nil) != tc.inMem {
+			t.Errorf("%s: in memory = %v, want %v", tc.reason, st.mem != nil, tc.inMem)
+			continue
+		}
+		fromFile, ferr := readEntry(filepath.Join(dir, name))
+		got, err := ob.entry(name)
+		if (err == nil) != (ferr == nil) || !reflect.DeepEqual(got, fromFile) {
+			t.Errorf("%s: drain sees %+v (%v), the file decodes to %+v (%v)", tc.reason, got, err, fromFile, ferr)
+		}
+	}
+}
+
+// TestDrainDeliversEntriesFromDiskAndMemory: entries left on disk by an
+// earlier process (which crashed: never closed, never drained) are read
+// from their files; entries this process enqueues are sent from memory up
+// to MemoryBytes, the rest from their files. All are delivered oldest
+// first, exactly once, with the bytes their files hold, and then removed.
+func TestDrainDeliversEntriesFromDiskAndMemory(t *testing.T) {
+	t.Parallel()
+	srv := brokertest.Start(t)
+	pub, _ := newTestPub(t, srv)
+	dir := t.TempDir()
+	entry := func(id string) Entry {
+		return Entry{Subject: wire.SubjectResults("req-" + id), MsgID: "rid-" + id, Kind: "result", Ref: "req-" + id,
+			Data: json.RawMessage(fmt.Sprintf("{ \"result_id\": %q, \"stdout\": \"<%s>\" }", "rid-"+id, id))}
+	}
+	earlier := open(t, dir, Options{})
+	for _, id := range []string{"old-1", "old-2", "old-3"} {
+		enqueue(t, earlier, entry(id))
+	}
+
+	// Room for two of the new entries (all of one size) in memory.
+	sized := entry("new-1")
+	sized.Data, _ = json.Marshal(sized.Data)
+	size, ok := memSize(sized)
+	if !ok {
+		t.Fatal("a plain entry cannot be kept in memory")
+	}
+	var sentMu sync.Mutex
+	var sent []Entry
+	ob := open(t, dir, Options{MemoryBytes: 2 * size, OnSent: func(e Entry) error {
+		sentMu.Lock()
+		defer sentMu.Unlock()
+		sent = append(sent, e)
+		return nil
+	}})
+	if ob.Depth() != 3 {
+		t.Fatalf("Depth after Open = %d, want the 3 entries found on disk", ob.Depth())
+	}
+	ids := []string{"old-1", "old-2", "old-3", "new-1", "new-2", "new-3", "new-4"}
+	for _, id := range ids[3:] {
+		enqueue(t, ob, entry(id))
+	}
+	wantInMem := map[string]bool{"new-1": true, "new-2": true}
+	fromFile := map[string]Entry{}
+	for _, id := range ids {
+		name, st := pendingState(t, ob, "rid-"+id)
+		if (st.mem != nil) != wantInMem[id] {
+			t.Errorf("%s in memory = %v, want %v", id, st.mem != nil, wantInMem[id])
+		}
+		e, err := readEntry(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fromFile["rid-"+id] = e
+	}
+
+	run(t, ob, pub)
+	waitFor(t, 20*time.Second, "the outbox to empty", func() bool { return ob.Depth() == 0 })
+	msgs := streamMsgs(t, srv.JetStream(t), wire.StreamResults)
+	if len(msgs) != len(ids) {
+		t.Fatalf("RESULTS holds %d messages, want %d", len(msgs), len(ids))
+	}
+	for i, m := range msgs {
+		id := m.Header.Get(wire.HeaderMsgID)
+		if want := "rid-" + ids[i]; id != want {
+			t.Errorf("message %d has id %q, want %q (oldest first)", i, id, want)
+		}
+		if !bytes.Equal(m.Data, fromFile[id].Data) {
+			t.Errorf("message %s = %s, its file held %s", id, m.Data, fromFile[id].Data)
+		}
+	}
+	sentMu.Lock()
+	for _, e := range sent {
+		if !reflect.DeepEqual(e, fromFile[e.MsgID]) {
+			t.Errorf("OnSent got %+v, the file held %+v", e, fromFile[e.MsgID])
+		}
+	}
+	sentMu.Unlock()
+	if files := entryFiles(t, dir); len(files) != 0 {
+		t.Errorf("files left after delivery: %v", files)
+	}
+	ob.mu.Lock()
+	if ob.memBytes != 0 {
+		t.Errorf("memBytes = %d after the queue emptied, want 0", ob.memBytes)
+	}
+	ob.mu.Unlock()
 }

@@ -479,6 +479,7 @@ func TestSubjectBuilders(t *testing.T) {
 		{"heartbeat", SubjectHeartbeat("PC1"), "heartbeat.PC1"},
 		{"ping", SubjectPing("PC1"), "agents.PC1.ping"},
 		{"kill", SubjectKill("exec-1"), "kill.exec-1"},
+		{"every kill", SubjectKillWild, "kill.*"},
 		{"agent config", SubjectAgentConfig("PC1"), "agents.PC1.config"},
 		{"inventory section", SubjectInventory("PC1", "hw"), "inventory.PC1.hw"},
 		{"host perf", SubjectHostPerf("PC1"), "host_perf.PC1"},

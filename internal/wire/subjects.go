@@ -47,6 +47,12 @@ func SubjectPing(pc string) string { return "agents." + pc + ".ping" }
 // SubjectKill is the subject that kills a running execution.
 func SubjectKill(execID string) string { return "kill." + execID }
 
+// SubjectKillWild matches SubjectKill of every exec_id: an exec_id is one
+// subject token (ValidToken), so "*" covers them all and nothing else.
+// An agent keeps one subscription here for its whole life instead of one
+// per run.
+const SubjectKillWild = "kill.*"
+
 // SubjectAgentConfig is the request/reply subject for an agent's effective config.
 func SubjectAgentConfig(pc string) string { return "agents." + pc + ".config" }
 
