@@ -48,7 +48,10 @@ type NATS struct {
 	Listen string `toml:"listen"`
 	// URLs of an external server or cluster (Embedded must be false).
 	URLs []string `toml:"urls"`
-	// Replicas of every JetStream resource (3 on a 3-node cluster).
+	// Replicas of every JetStream stream, KV bucket and object store: 1
+	// (the default), 3 or 5. 3 on a cluster of three or more nodes keeps
+	// everything available, and nothing acknowledged lost, when one node
+	// fails; 5 survives two. More than 1 needs an external cluster.
 	Replicas int `toml:"replicas"`
 	// TokenFile holds the NATS token (root-only); else KANADE_NATS_TOKEN.
 	TokenFile string `toml:"token_file"`
@@ -241,11 +244,30 @@ func (c *Config) fill() error {
 			return fmt.Errorf("listen address %q: expected HOST:PORT", addr)
 		}
 	}
-	if c.NATS.Replicas < 0 || c.NATS.Replicas > 5 {
-		return fmt.Errorf("[nats] replicas = %d: expected 1 to 5", c.NATS.Replicas)
+	if err := c.NATS.checkReplicas(); err != nil {
+		return err
 	}
 	if _, err := c.Retention.Policy(); err != nil {
 		return err
+	}
+	return nil
+}
+
+// checkReplicas defaults replicas to 1 and refuses counts that would not
+// do what an operator expects. Even counts are refused because they buy no
+// failure tolerance (R2 stops taking writes when either node is down, R4
+// survives one failure like R3) while costing a copy; a count above 1 with
+// the embedded broker is refused because a single server cannot hold more
+// than one copy, and JetStream would refuse every resource at start.
+func (n *NATS) checkReplicas() error {
+	switch {
+	case n.Replicas == 0:
+		n.Replicas = 1
+	case n.Replicas != 1 && n.Replicas != 3 && n.Replicas != 5:
+		return fmt.Errorf("[nats] replicas = %d: expected 1, 3 or 5 (3 on a cluster of three nodes: one node may fail)", n.Replicas)
+	}
+	if n.Replicas > 1 && *n.Embedded {
+		return fmt.Errorf("[nats] replicas = %d needs a NATS cluster: set embedded = false and urls = [...] listing its nodes (the embedded broker is a single server)", n.Replicas)
 	}
 	return nil
 }

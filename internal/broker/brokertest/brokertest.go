@@ -1,5 +1,7 @@
 // Package brokertest starts a real embedded nats-server with JetStream for
-// tests, in one line, on a random loopback port with a temporary store.
+// tests, in one line, on a random loopback port with a temporary store;
+// StartCluster starts several as one JetStream cluster, each node stoppable
+// and restartable for failover tests.
 package brokertest
 
 import (

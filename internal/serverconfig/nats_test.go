@@ -1,0 +1,57 @@
+package serverconfig
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestNATSTable(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		toml     string
+		embedded bool
+		urls     []string
+		replicas int
+		err      []string // substrings of the error; nil: no error
+	}{
+		{name: "no table: embedded, one replica", toml: ``, embedded: true, replicas: 1},
+		{name: "embedded, replicas 1 said", toml: "[nats]\nreplicas = 1", embedded: true, replicas: 1},
+		{name: "urls imply external", toml: "[nats]\nurls = [\"nats://a:4222\"]", urls: []string{"nats://a:4222"}, replicas: 1},
+		{name: "a three-node cluster", toml: "[nats]\nembedded = false\nurls = [\"nats://a:4222\", \"nats://b:4222\", \"nats://c:4222\"]\nreplicas = 3",
+			urls: []string{"nats://a:4222", "nats://b:4222", "nats://c:4222"}, replicas: 3},
+		{name: "five replicas", toml: "[nats]\nurls = [\"nats://a:4222\"]\nreplicas = 5", urls: []string{"nats://a:4222"}, replicas: 5},
+
+		{name: "two replicas", toml: "[nats]\nurls = [\"nats://a:4222\"]\nreplicas = 2", err: []string{"[nats] replicas = 2", "expected 1, 3 or 5"}},
+		{name: "four replicas", toml: "[nats]\nurls = [\"nats://a:4222\"]\nreplicas = 4", err: []string{"[nats] replicas = 4", "expected 1, 3 or 5"}},
+		{name: "negative", toml: "[nats]\nurls = [\"nats://a:4222\"]\nreplicas = -1", err: []string{"[nats] replicas = -1"}},
+		{name: "seven", toml: "[nats]\nurls = [\"nats://a:4222\"]\nreplicas = 7", err: []string{"[nats] replicas = 7"}},
+		{name: "replicas with the embedded broker", toml: "[nats]\nreplicas = 3", err: []string{"[nats] replicas = 3 needs a NATS cluster", "embedded = false", "urls"}},
+		{name: "embedded and urls", toml: "[nats]\nembedded = true\nurls = [\"nats://a:4222\"]", err: []string{"embedded = true and urls"}},
+		{name: "external without urls", toml: "[nats]\nembedded = false", err: []string{"embedded = false needs urls"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte(tc.toml))
+			if tc.err != nil {
+				if err == nil {
+					t.Fatalf("parsed %+v, want an error", c.NATS)
+				}
+				for _, want := range tc.err {
+					if !strings.Contains(err.Error(), want) {
+						t.Errorf("error %q lacks %q", err, want)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Embedded() != tc.embedded || !slices.Equal(c.NATS.URLs, tc.urls) || c.NATS.Replicas != tc.replicas {
+				t.Errorf("embedded %v urls %v replicas %d, want %v %v %d", c.Embedded(), c.NATS.URLs, c.NATS.Replicas, tc.embedded, tc.urls, tc.replicas)
+			}
+		})
+	}
+	if r := Default().NATS.Replicas; r != 1 {
+		t.Errorf("Default() replicas = %d, want 1", r)
+	}
+}
