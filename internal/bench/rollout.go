@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,8 +27,8 @@ import (
 
 	"github.com/kanade-project/kanade/internal/release"
 	"github.com/kanade-project/kanade/internal/retry"
+	"github.com/kanade-project/kanade/internal/selfupdate"
 	"github.com/kanade-project/kanade/internal/signing"
-	"github.com/kanade-project/kanade/internal/wire"
 )
 
 // RolloutOptions configure `kanade bench rollout`. Of Options, Agents,
@@ -55,7 +53,7 @@ type RolloutOptions struct {
 // A signed release of size_mib random bytes is published to agent_releases
 // before the clock starts; then N downloaders, each on its own NATS
 // connection (connected before the clock starts, as a fleet is), fetch and
-// verify it as the agent's updater does (see fetchRelease), each after its
+// verify it with the agent updater's own selfupdate.Fetch, each after its
 // own jitter. total_s runs from the start of the rollout to the last
 // verified download; peak_concurrent is the most downloads in flight at
 // once (lookup to verified digest, retries included); download_p50/p99_s
@@ -414,8 +412,15 @@ func (d *downloaders) rollout(ctx context.Context, object string, ring *signing.
 				defer inFlight.Add(-1)
 				for p := peak.Load(); cur > p && !peak.CompareAndSwap(p, cur); p = peak.Load() {
 				}
-				err := fetchRelease(ctx, d.js[i], object, ring)
-				var ve *verifyError
+				// The agent's own download, minus its staging file:
+				// the bytes are only hashed, because 10,000 agents'
+				// staging files and fsyncs would measure this machine's
+				// disk, not the broker, and each real agent has its own
+				// disk.
+				_, _, err := selfupdate.Fetch(ctx, d.js[i], object, ring, func(release.Record) (io.Writer, error) { return nil, nil })
+				// A release that does not verify is a bug in the
+				// benchmark or in kanade, never a condition to retry.
+				var ve *selfupdate.VerifyError
 				if errors.As(err, &ve) {
 					cancel(fmt.Errorf("downloader %d: %w", i, err))
 					return struct{}{}, nil
@@ -484,59 +489,6 @@ func sampleRSS(pid int, period time.Duration) func() (uint64, bool) {
 		read()
 		return peak, ok
 	}
-}
-
-// verifyError is a release that does not verify: a bug in the benchmark
-// or in kanade, never a condition to retry.
-type verifyError struct{ err error }
-
-func (e *verifyError) Error() string { return "release does not verify: " + e.err.Error() }
-func (e *verifyError) Unwrap() error { return e.err }
-
-// fetchRelease downloads and verifies one release exactly as the agent's
-// updater does (selfupdate's (*Updater).download, which cannot be called
-// from here: it is unexported and writes to the staging dir), with the
-// same calls in the same order: open agent_releases, read the object's
-// info, decode and check its release record (name, size, Ed25519
-// signature against the trusted ring) with the release package the
-// updater uses, stream the object through nats.go's object store reader,
-// and compare the byte count and SHA-256 with the record. The one
-// difference: the bytes go to the hasher alone, not also to a staging
-// file with an fsync — 10,000 agents' staging files would measure this
-// machine's disk, not the broker, and each real agent has its own disk.
-func fetchRelease(ctx context.Context, js jetstream.JetStream, name string, ring *signing.Ring) error {
-	obs, err := js.ObjectStore(ctx, wire.ObjectAgentReleases)
-	if err != nil {
-		return fmt.Errorf("object store %s: %w", wire.ObjectAgentReleases, err)
-	}
-	info, err := obs.GetInfo(ctx, name)
-	if err != nil {
-		return fmt.Errorf("release %s: %w", name, err)
-	}
-	rec, raw, sig, err := release.FromMetadata(info.Metadata)
-	if err != nil {
-		return &verifyError{err}
-	}
-	if err := release.Check(name, info.Size, rec, raw, sig, ring); err != nil {
-		return &verifyError{err}
-	}
-	r, err := obs.Get(ctx, name)
-	if err != nil {
-		return fmt.Errorf("downloading %s: %w", name, err)
-	}
-	h := sha256.New()
-	n, err := io.Copy(h, r)
-	r.Close()
-	if err != nil {
-		return fmt.Errorf("downloading %s: %w", name, err)
-	}
-	if n != rec.Size {
-		return &verifyError{fmt.Errorf("downloaded %d bytes, the release record says %d", n, rec.Size)}
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != rec.SHA256 {
-		return &verifyError{fmt.Errorf("sha256 of the download is %s, the release record says %s", got, rec.SHA256)}
-	}
-	return nil
 }
 
 // brokerOutBytes reads out_bytes from the broker's monitoring endpoint.

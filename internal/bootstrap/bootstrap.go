@@ -66,7 +66,14 @@ func (r Resource) StreamName() string {
 
 // Options select the shape of the deployment.
 type Options struct {
-	// Replicas for every resource: 1 on a single server, 3 on a cluster.
+	// Replicas for every resource: 1 on a single server, 3 on a cluster;
+	// existing resources with another count are changed in place.
+	//
+	// 0 keeps the count of every existing resource and creates missing
+	// ones with the highest count among the existing ones (1 when none
+	// exist): a run that does not name a count never scales a cluster
+	// down, and a resource added by a newer version joins an R3
+	// deployment at R3.
 	Replicas int
 }
 
@@ -112,14 +119,25 @@ type Change struct {
 	Action   Action
 	// Fields lists the limits that were reconciled (Updated only).
 	Fields []string
+	// Replicas is the resource's replica count after Setup.
+	Replicas int
 }
 
 // Setup creates missing resources and reconciles the limits of existing
 // ones. It stops at the first error, having reported what it did so far.
 func Setup(ctx context.Context, js jetstream.JetStream, o Options) ([]Change, error) {
+	// want 0 leaves each existing resource's count alone in reconcile.
+	want, fresh := max(o.Replicas, 0), o.Replicas
+	if want == 0 {
+		n, err := existingReplicas(ctx, js)
+		if err != nil {
+			return nil, fmt.Errorf("bootstrap: %w", err)
+		}
+		fresh = n
+	}
 	var out []Change
 	for _, r := range Spec() {
-		c, err := ensure(ctx, js, r, o)
+		c, err := ensure(ctx, js, r, fresh, want)
 		if err != nil {
 			return out, fmt.Errorf("bootstrap %s %s: %w", r.Kind, r.Name, err)
 		}
@@ -128,18 +146,30 @@ func Setup(ctx context.Context, js jetstream.JetStream, o Options) ([]Change, er
 	return out, nil
 }
 
-func replicas(o Options) int {
-	if o.Replicas <= 0 {
-		return 1
+// existingReplicas is the highest replica count among the existing
+// resources of the spec, 1 when none exists.
+func existingReplicas(ctx context.Context, js jetstream.JetStream) (int, error) {
+	n := 1
+	for _, r := range Spec() {
+		s, err := js.Stream(ctx, r.StreamName())
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("%s %s: %w", r.Kind, r.Name, err)
+		}
+		n = max(n, s.CachedInfo().Config.Replicas)
 	}
-	return o.Replicas
+	return n, nil
 }
 
-func ensure(ctx context.Context, js jetstream.JetStream, r Resource, o Options) (Change, error) {
+// ensure creates r with fresh replicas when it is missing, and reconciles
+// its limits, replicas to want (0: kept as they are).
+func ensure(ctx context.Context, js jetstream.JetStream, r Resource, fresh, want int) (Change, error) {
 	s, err := js.Stream(ctx, r.StreamName())
 	switch {
 	case errors.Is(err, jetstream.ErrStreamNotFound):
-		if err := create(ctx, js, r, o); err != nil {
+		if err := create(ctx, js, r, fresh); err != nil {
 			return Change{}, err
 		}
 		// The KV and object APIs cannot set every managed limit; finish
@@ -148,24 +178,25 @@ func ensure(ctx context.Context, js jetstream.JetStream, r Resource, o Options) 
 		if err != nil {
 			return Change{}, err
 		}
-		if _, err := reconcile(ctx, js, s, r, o); err != nil {
+		n, _, err := reconcile(ctx, js, s, r, want)
+		if err != nil {
 			return Change{}, err
 		}
-		return Change{Resource: r, Action: Created}, nil
+		return Change{Resource: r, Action: Created, Replicas: n}, nil
 	case err != nil:
 		return Change{}, err
 	}
-	fields, err := reconcile(ctx, js, s, r, o)
+	n, fields, err := reconcile(ctx, js, s, r, want)
 	if err != nil {
 		return Change{}, err
 	}
 	if len(fields) == 0 {
-		return Change{Resource: r, Action: Unchanged}, nil
+		return Change{Resource: r, Action: Unchanged, Replicas: n}, nil
 	}
-	return Change{Resource: r, Action: Updated, Fields: fields}, nil
+	return Change{Resource: r, Action: Updated, Fields: fields, Replicas: n}, nil
 }
 
-func create(ctx context.Context, js jetstream.JetStream, r Resource, o Options) error {
+func create(ctx context.Context, js jetstream.JetStream, r Resource, replicas int) error {
 	switch r.Kind {
 	case KindKV:
 		_, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
@@ -174,7 +205,7 @@ func create(ctx context.Context, js jetstream.JetStream, r Resource, o Options) 
 			MaxBytes: r.MaxBytes,
 			TTL:      r.MaxAge,
 			Storage:  jetstream.FileStorage,
-			Replicas: replicas(o),
+			Replicas: replicas,
 		})
 		return err
 	case KindObject:
@@ -183,7 +214,7 @@ func create(ctx context.Context, js jetstream.JetStream, r Resource, o Options) 
 			MaxBytes: r.MaxBytes,
 			TTL:      r.MaxAge,
 			Storage:  jetstream.FileStorage,
-			Replicas: replicas(o),
+			Replicas: replicas,
 		})
 		return err
 	default:
@@ -198,15 +229,16 @@ func create(ctx context.Context, js jetstream.JetStream, r Resource, o Options) 
 			MaxMsgsPerSubject: orMinusOne(r.MaxMsgsPerSubject),
 			MaxConsumers:      orMinusOneInt(r.MaxConsumers),
 			Duplicates:        r.Duplicates,
-			Replicas:          replicas(o),
+			Replicas:          replicas,
 		})
 		return err
 	}
 }
 
-// reconcile updates the managed limits of an existing stream and returns
-// the names of the fields it changed.
-func reconcile(ctx context.Context, js jetstream.JetStream, s jetstream.Stream, r Resource, o Options) ([]string, error) {
+// reconcile updates the managed limits of an existing stream, replicas to
+// replicas unless it is 0, and returns the stream's replica count and the
+// names of the fields it changed.
+func reconcile(ctx context.Context, js jetstream.JetStream, s jetstream.Stream, r Resource, replicas int) (int, []string, error) {
 	cfg := s.CachedInfo().Config
 	want := cfg
 	if r.Kind == KindStream {
@@ -222,7 +254,9 @@ func reconcile(ctx context.Context, js jetstream.JetStream, s jetstream.Stream, 
 	want.MaxAge = r.MaxAge
 	want.MaxBytes = r.MaxBytes
 	want.MaxConsumers = orMinusOneInt(r.MaxConsumers)
-	want.Replicas = replicas(o)
+	if replicas > 0 {
+		want.Replicas = replicas
+	}
 
 	var fields []string
 	if !slices.Equal(cfg.Subjects, want.Subjects) {
@@ -247,12 +281,12 @@ func reconcile(ctx context.Context, js jetstream.JetStream, s jetstream.Stream, 
 		fields = append(fields, "replicas")
 	}
 	if len(fields) == 0 {
-		return nil, nil
+		return want.Replicas, nil, nil
 	}
 	if _, err := js.UpdateStream(ctx, want); err != nil {
-		return nil, fmt.Errorf("reconciling %v: %w", fields, err)
+		return 0, nil, fmt.Errorf("reconciling %v: %w", fields, err)
 	}
-	return fields, nil
+	return want.Replicas, fields, nil
 }
 
 func orMinusOne(v int64) int64 {

@@ -21,10 +21,24 @@ func (a *app) jetstreamCmd() *cobra.Command {
 		Use:   "setup",
 		Short: "Create missing resources and reconcile limits (safe to run any time)",
 		Long: `Create every stream, KV bucket and object store kanade needs, and put back
-the managed limits (size caps, max age, consumer caps, replicas) of existing
-ones. Data is never deleted. Running it twice changes nothing.`,
+the managed limits (size caps, max age, consumer caps) of existing ones.
+Data is never deleted. Running it twice changes nothing.
+
+Replicas change only when --replicas is given: then every resource is
+reconciled to that count. Without it, existing resources keep their count
+(a run against an R3 cluster never scales it down) and missing ones are
+created with the highest count among the existing ones, 1 when none exist.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Options.Replicas 0 keeps every resource's count: only an
+			// explicit flag may scale anything, up or down.
+			o := bootstrap.Options{}
+			if cmd.Flags().Changed("replicas") {
+				if replicas < 1 {
+					return fmt.Errorf("--replicas %d: expected 1 or more (3 on a 3-node cluster)", replicas)
+				}
+				o.Replicas = replicas
+			}
 			c, closeConn, err := a.connect(cmd.Context())
 			if err != nil {
 				return err
@@ -32,22 +46,36 @@ ones. Data is never deleted. Running it twice changes nothing.`,
 			defer closeConn()
 			ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
 			defer cancel()
-			changes, err := bootstrap.Setup(ctx, c.JS, bootstrap.Options{Replicas: replicas})
+			if o.Replicas > 0 {
+				fmt.Fprintf(a.out, "replicas: reconciling every resource to %d\n", o.Replicas)
+			} else {
+				fmt.Fprintln(a.out, "replicas: kept as they are (--replicas N changes them)")
+			}
+			changes, err := bootstrap.Setup(ctx, c.JS, o)
 			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "KIND\tNAME\tACTION\tFIELDS")
+			fmt.Fprintln(tw, "KIND\tNAME\tACTION\tFIELDS\tREPLICAS")
 			for _, ch := range changes {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%v\n", ch.Resource.Kind, ch.Resource.Name, ch.Action, joinOrDash(ch.Fields))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%d\n", ch.Resource.Kind, ch.Resource.Name, ch.Action, joinOrDash(ch.Fields), ch.Replicas)
 			}
 			tw.Flush()
 			return err
 		},
 	}
-	setup.Flags().IntVar(&replicas, "replicas", 1, "replicas per resource (3 on a 3-node cluster)")
+	setup.Flags().IntVar(&replicas, "replicas", 0, "reconcile every resource to this many replicas (3 on a 3-node cluster); not given: existing resources keep theirs")
 	status := &cobra.Command{
 		Use:   "status",
 		Short: "Show messages, bytes and limits of every resource",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Options.Replicas 0 keeps every resource's count: only an
+			// explicit flag may scale anything, up or down.
+			o := bootstrap.Options{}
+			if cmd.Flags().Changed("replicas") {
+				if replicas < 1 {
+					return fmt.Errorf("--replicas %d: expected 1 or more (3 on a 3-node cluster)", replicas)
+				}
+				o.Replicas = replicas
+			}
 			c, closeConn, err := a.connect(cmd.Context())
 			if err != nil {
 				return err

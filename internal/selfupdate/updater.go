@@ -28,8 +28,6 @@ package selfupdate
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -335,71 +333,55 @@ func (u *Updater) refuse(target string, err error) {
 	u.o.Obs(ObsUpdateRefused, "refused-"+target+"-"+nonce(), map[string]string{"target": target, "reason": err.Error()})
 }
 
-// download streams the release to the staging dir and verifies it. A
-// verification failure is reported here and returned as a *refusal.
+// download streams the release to the staging dir through Fetch and
+// verifies it. A verification failure is reported here and returned as a
+// *refusal.
 func (u *Updater) download(ctx context.Context, name string) (string, error) {
-	obs, err := u.o.JS.ObjectStore(ctx, wire.ObjectAgentReleases)
-	if err != nil {
-		return "", fmt.Errorf("object store %s: %w", wire.ObjectAgentReleases, err)
-	}
-	info, err := obs.GetInfo(ctx, name)
-	if err != nil {
-		return "", fmt.Errorf("release %s: %w", name, err)
-	}
 	version, _, _, _ := release.ParseObjectName(name)
-	fail := func(err error) (string, error) {
-		u.refuse(version, err)
-		return "", &refusal{err}
-	}
-	rec, raw, sig, err := release.FromMetadata(info.Metadata)
-	if err != nil {
-		return fail(err)
-	}
-	if err := release.Check(name, info.Size, rec, raw, sig, u.o.Ring); err != nil {
-		return fail(err)
-	}
-	if u.o.Ring.Len() == 0 {
-		u.log.Warn("no release keys configured on this endpoint: accepting the release on its digest alone", "release", name)
-	}
-	if u.o.OnDownload != nil {
-		u.o.OnDownload(version)
-	}
-	if err := os.MkdirAll(u.o.StagingDir, 0o700); err != nil {
-		return "", err
-	}
-	dst := filepath.Join(u.o.StagingDir, strings.ReplaceAll(name, "/", "_")+".download")
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o700)
-	if err != nil {
-		return "", err
-	}
-	r, err := obs.Get(ctx, name)
-	if err != nil {
-		out.Close()
-		os.Remove(dst)
-		return "", fmt.Errorf("downloading %s: %w", name, err)
-	}
-	h := sha256.New()
-	// Streamed to disk, never held in memory: a 32 MiB GetBytes peaked at
-	// 258 MB RSS here.
-	n, err := io.Copy(io.MultiWriter(out, h), r)
-	r.Close()
+	var out *os.File
+	var dst string
+	rec, n, err := Fetch(ctx, u.o.JS, name, u.o.Ring, func(release.Record) (io.Writer, error) {
+		// Only a release whose record verified gets a staging file.
+		if u.o.Ring.Len() == 0 {
+			u.log.Warn("no release keys configured on this endpoint: accepting the release on its digest alone", "release", name)
+		}
+		if u.o.OnDownload != nil {
+			u.o.OnDownload(version)
+		}
+		if err := os.MkdirAll(u.o.StagingDir, 0o700); err != nil {
+			return nil, fmt.Errorf("staging dir: %w", err)
+		}
+		dst = filepath.Join(u.o.StagingDir, strings.ReplaceAll(name, "/", "_")+".download")
+		f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o700)
+		if err != nil {
+			return nil, fmt.Errorf("staging file: %w", err)
+		}
+		out = f
+		return f, nil
+	})
 	if err == nil {
+		// The binary is about to replace the running one: it must be on
+		// disk, not in the page cache, before the swap.
 		err = out.Sync()
+		if err != nil {
+			err = fmt.Errorf("downloading %s: %w", name, err)
+		}
 	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
+	if out != nil {
+		if cerr := out.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("downloading %s: %w", name, cerr)
+		}
+		if err != nil {
+			os.Remove(dst) // a partial or refused download is never kept
+		}
+	}
+	var bad *VerifyError
+	if errors.As(err, &bad) {
+		u.refuse(version, bad.Err)
+		return "", &refusal{bad.Err}
 	}
 	if err != nil {
-		os.Remove(dst)
-		return "", fmt.Errorf("downloading %s: %w", name, err)
-	}
-	if n != rec.Size {
-		os.Remove(dst)
-		return fail(fmt.Errorf("downloaded %d bytes, the release record says %d", n, rec.Size))
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != rec.SHA256 {
-		os.Remove(dst)
-		return fail(fmt.Errorf("sha256 of the download is %s, the release record says %s", got, rec.SHA256))
+		return "", err
 	}
 	u.log.Info("release downloaded and verified", "release", name, "bytes", n, "signed_by", rec.KeyID)
 	return dst, nil
