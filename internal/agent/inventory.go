@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -175,6 +176,12 @@ func (a *Agent) collectInventory(ctx context.Context) {
 		})
 	}
 	a.log.Info("inventory collected", "changed_sections", sent, "unchanged_sections", same, "took", time.Since(began).Round(time.Millisecond))
+	// Collection is the agent's largest transient allocation (package
+	// lists, their JSON). Hand it back to the OS now rather than when the
+	// runtime's background scavenger gets to it: an idle agent would
+	// otherwise sit about 2 MiB above its working set for minutes. One
+	// forced GC per inventory interval (hours) costs nothing measurable.
+	debug.FreeOSMemory()
 }
 
 // onInventorySent records a delivered full section.
