@@ -502,3 +502,45 @@ func TestClusterSurvivesLosingTheResultsLeader(t *testing.T) {
 		})
 	}
 }
+
+// TestServerWithoutReplicasKeepsTheCluster: a server.toml that does not say
+// `replicas` must not scale an R3 cluster down to one copy (it used to
+// default to 1 and reconcile every resource to it).
+func TestServerWithoutReplicasKeepsTheCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a three-node cluster")
+	}
+	t.Setenv(serverconfig.EnvAPIToken, token)
+	c := brokertest.StartCluster(t, 3)
+	urls := c.URLs()
+	cfgFor := func(extra string) *serverconfig.Config {
+		cfg, err := serverconfig.Parse(fmt.Appendf(nil, "[nats]\nembedded = false\nurls = [%q, %q, %q]\n%s", urls[0], urls[1], urls[2], extra))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	startServerWith(t, kserver.Options{Config: cfgFor("replicas = 3\n"), DataDir: t.TempDir()}).stop()
+	startServerWith(t, kserver.Options{Config: cfgFor(""), DataDir: t.TempDir()}).stop()
+
+	js, err := jetstream.New(c.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	list := js.ListStreams(ctx)
+	n := 0
+	for info := range list.Info() {
+		n++
+		if info.Config.Replicas != 3 {
+			t.Errorf("stream %s: replicas %d after a server without a replicas setting, want 3 kept", info.Config.Name, info.Config.Replicas)
+		}
+	}
+	if err := list.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 {
+		t.Fatal("no streams")
+	}
+}

@@ -126,7 +126,15 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	// Unset replicas keep what the cluster has (bootstrap leaves existing
+	// counts alone): the server's own buckets follow the count the
+	// streams ended up with, so a server.toml without `replicas = 3`
+	// never scales an R3 cluster down to one copy.
+	replicas := cfg.NATS.Replicas
 	for _, c := range changes {
+		if cfg.NATS.Replicas == 0 {
+			replicas = max(replicas, c.Replicas)
+		}
 		if c.Action != bootstrap.Unchanged {
 			log.Info("jetstream resource "+string(c.Action), "kind", c.Resource.Kind, "name", c.Resource.Name, "fields", c.Fields)
 		}
@@ -162,10 +170,10 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	if err := jobs.Ensure(ctx, js, cfg.NATS.Replicas); err != nil {
+	if err := jobs.Ensure(ctx, js, replicas); err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
-	if err := scheduler.Ensure(ctx, js, cfg.NATS.Replicas); err != nil {
+	if err := scheduler.Ensure(ctx, js, replicas); err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
 	catalog, err := jobs.OpenCatalog(ctx, js)

@@ -15,9 +15,9 @@ func TestNATSTable(t *testing.T) {
 		replicas int
 		err      []string // substrings of the error; nil: no error
 	}{
-		{name: "no table: embedded, one replica", toml: ``, embedded: true, replicas: 1},
+		{name: "no table: embedded, replicas kept", toml: ``, embedded: true, replicas: 0},
 		{name: "embedded, replicas 1 said", toml: "[nats]\nreplicas = 1", embedded: true, replicas: 1},
-		{name: "urls imply external", toml: "[nats]\nurls = [\"nats://a:4222\"]", urls: []string{"nats://a:4222"}, replicas: 1},
+		{name: "urls imply external", toml: "[nats]\nurls = [\"nats://a:4222\"]", urls: []string{"nats://a:4222"}, replicas: 0},
 		{name: "a three-node cluster", toml: "[nats]\nembedded = false\nurls = [\"nats://a:4222\", \"nats://b:4222\", \"nats://c:4222\"]\nreplicas = 3",
 			urls: []string{"nats://a:4222", "nats://b:4222", "nats://c:4222"}, replicas: 3},
 		{name: "five replicas", toml: "[nats]\nurls = [\"nats://a:4222\"]\nreplicas = 5", urls: []string{"nats://a:4222"}, replicas: 5},
@@ -51,7 +51,7 @@ func TestNATSTable(t *testing.T) {
 			}
 		})
 	}
-	if r := Default().NATS.Replicas; r != 1 {
-		t.Errorf("Default() replicas = %d, want 1", r)
+	if r := Default().NATS.Replicas; r != 0 {
+		t.Errorf("Default() replicas = %d, want 0 (keep what exists)", r)
 	}
 }

@@ -48,8 +48,10 @@ type NATS struct {
 	Listen string `toml:"listen"`
 	// URLs of an external server or cluster (Embedded must be false).
 	URLs []string `toml:"urls"`
-	// Replicas of every JetStream stream, KV bucket and object store: 1
-	// (the default), 3 or 5. 3 on a cluster of three or more nodes keeps
+	// Replicas of every JetStream stream, KV bucket and object store: 1,
+	// 3 or 5; unset (0) keeps the count each existing resource has and
+	// creates new ones with the highest count found (1 on a new system),
+	// so an omitted setting never scales a cluster down. 3 on a cluster of three or more nodes keeps
 	// everything available, and nothing acknowledged lost, when one node
 	// fails; 5 survives two. More than 1 needs an external cluster.
 	Replicas int `toml:"replicas"`
@@ -253,7 +255,7 @@ func (c *Config) fill() error {
 	return nil
 }
 
-// checkReplicas defaults replicas to 1 and refuses counts that would not
+// checkReplicas refuses counts that would not
 // do what an operator expects. Even counts are refused because they buy no
 // failure tolerance (R2 stops taking writes when either node is down, R4
 // survives one failure like R3) while costing a copy; a count above 1 with
@@ -262,7 +264,7 @@ func (c *Config) fill() error {
 func (n *NATS) checkReplicas() error {
 	switch {
 	case n.Replicas == 0:
-		n.Replicas = 1
+		// Unset: keep what exists (see the field).
 	case n.Replicas != 1 && n.Replicas != 3 && n.Replicas != 5:
 		return fmt.Errorf("[nats] replicas = %d: expected 1, 3 or 5 (3 on a cluster of three nodes: one node may fail)", n.Replicas)
 	}
