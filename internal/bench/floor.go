@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,58 +31,20 @@ type floor struct {
 // openFloor connects and subscribes n responders, a few at a time; each
 // subscription is flushed, so every responder is live when it returns.
 func openFloor(ctx context.Context, url string, n int) (*floor, error) {
-	f := &floor{url: url, conns: make([]*nats.Conn, n)}
 	reply := make([]byte, floorReplySize)
-	const parallel = 32
-	next := make(chan int)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
-	for range parallel {
-		wg.Go(func() {
-			for i := range next {
-				nc, err := nats.Connect(url, nats.Name("kanade-bench floor"), nats.NoReconnect())
-				if err == nil {
-					var sub *nats.Subscription
-					sub, err = nc.Subscribe(floorSubject, func(m *nats.Msg) { _ = m.Respond(reply) })
-					if err == nil {
-						_ = sub.SetPendingLimits(-1, -1)
-						err = nc.FlushTimeout(30 * time.Second)
-					}
-					if err != nil {
-						nc.Close()
-					}
-				}
-				if err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = fmt.Errorf("bench: floor responder %d: %w", i, err)
-					}
-					mu.Unlock()
-					continue
-				}
-				f.conns[i] = nc
+	conns, err := dialAll(ctx, url, n, "floor responder", []nats.Option{nats.Name("kanade-bench floor"), nats.NoReconnect()},
+		func(_ int, nc *nats.Conn) error {
+			sub, err := nc.Subscribe(floorSubject, func(m *nats.Msg) { _ = m.Respond(reply) })
+			if err != nil {
+				return err
 			}
+			_ = sub.SetPendingLimits(-1, -1)
+			return nc.FlushTimeout(30 * time.Second)
 		})
+	if err != nil {
+		return nil, err
 	}
-feed:
-	for i := range n {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(next)
-	wg.Wait()
-	if firstErr == nil {
-		firstErr = ctx.Err()
-	}
-	if firstErr != nil {
-		f.close()
-		return nil, firstErr
-	}
-	return f, nil
+	return &floor{url: url, conns: conns}, nil
 }
 
 // measure publishes one request per round (payload: a command's bytes)
@@ -135,15 +96,7 @@ func (f *floor) measure(ctx context.Context, rounds int, payload []byte, timeout
 }
 
 // close disconnects every responder.
-func (f *floor) close() {
-	var wg sync.WaitGroup
-	for _, nc := range f.conns {
-		if nc != nil {
-			wg.Go(nc.Close)
-		}
-	}
-	wg.Wait()
-}
+func (f *floor) close() { closeAll(f.conns) }
 
 // median of a non-empty set of durations.
 func median(d []time.Duration) (time.Duration, error) {

@@ -298,63 +298,19 @@ type downloaders struct {
 // openDownloaders connects n clients, a few at a time. They reconnect
 // forever with nats.go's defaults, as an agent does.
 func openDownloaders(ctx context.Context, url string, n int) (*downloaders, error) {
-	d := &downloaders{conns: make([]*nats.Conn, n), js: make([]jetstream.JetStream, n)}
-	const parallel = 32
-	next := make(chan int)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
-	for range parallel {
-		wg.Go(func() {
-			for i := range next {
-				nc, err := nats.Connect(url, nats.Name("kanade-bench rollout"), nats.MaxReconnects(-1))
-				var js jetstream.JetStream
-				if err == nil {
-					if js, err = jetstream.New(nc); err != nil {
-						nc.Close()
-					}
-				}
-				if err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = fmt.Errorf("bench: downloader %d: %w", i, err)
-					}
-					mu.Unlock()
-					continue
-				}
-				d.conns[i], d.js[i] = nc, js
-			}
+	js := make([]jetstream.JetStream, n)
+	conns, err := dialAll(ctx, url, n, "downloader", []nats.Option{nats.Name("kanade-bench rollout"), nats.MaxReconnects(-1)},
+		func(i int, nc *nats.Conn) (err error) {
+			js[i], err = jetstream.New(nc)
+			return err
 		})
+	if err != nil {
+		return nil, err
 	}
-feed:
-	for i := range n {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(next)
-	wg.Wait()
-	if firstErr == nil {
-		firstErr = ctx.Err()
-	}
-	if firstErr != nil {
-		d.close()
-		return nil, firstErr
-	}
-	return d, nil
+	return &downloaders{conns: conns, js: js}, nil
 }
 
-func (d *downloaders) close() {
-	var wg sync.WaitGroup
-	for _, nc := range d.conns {
-		if nc != nil {
-			wg.Go(nc.Close)
-		}
-	}
-	wg.Wait()
-}
+func (d *downloaders) close() { closeAll(d.conns) }
 
 // rolloutStats is what one rollout measured.
 type rolloutStats struct {
