@@ -200,4 +200,13 @@ func queryInt(r *http.Request, name string, def, maxV int) (int, error) {
 	return min(n, maxV), nil
 }
 
+// orEmpty makes a nil list an empty one: clients (the dashboard, scripts
+// with jq) iterate the field, and JSON null is not a list.
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
 func trimLower(s string) string { return strings.ToLower(strings.TrimSpace(s)) }

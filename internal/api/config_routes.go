@@ -133,9 +133,7 @@ func (s *Server) listScopes(w http.ResponseWriter, r *http.Request, _ apiauth.Id
 		sy, _ := fleetconfig.ClassifyKey(y.Key)
 		return sx.Rank() - sy.Rank()
 	})
-	if views == nil {
-		views = []scopeView{}
-	}
+	views = orEmpty(views)
 	writeJSON(w, http.StatusOK, map[string]any{"scopes": views})
 	return nil
 }

@@ -64,9 +64,7 @@ func (s *Server) searchInventory(w http.ResponseWriter, r *http.Request, _ apiau
 	}
 	section, _ := store.SearchSection(q.Get("section"))
 	hits := page.Hits
-	if hits == nil {
-		hits = []store.InventoryHit{}
-	}
+	hits = orEmpty(hits)
 	writeJSON(w, http.StatusOK, map[string]any{
 		"section": section, "field": q.Get("field"), "value": q.Get("value"), "match": match,
 		"matches": hits, "next_cursor": page.Next,

@@ -40,9 +40,7 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request, _ apiauth.Iden
 	if err != nil {
 		return err
 	}
-	if list == nil {
-		list = []jobs.Entry{}
-	}
+	list = orEmpty(list)
 	writeJSON(w, http.StatusOK, map[string]any{"jobs": list})
 	return nil
 }

@@ -28,9 +28,7 @@ func (s *Server) listReleases(w http.ResponseWriter, r *http.Request, _ apiauth.
 	if err != nil {
 		return errf(http.StatusServiceUnavailable, "releases_unavailable", "%v", err)
 	}
-	if rows == nil {
-		rows = []rollout.Release{}
-	}
+	rows = orEmpty(rows)
 	writeJSON(w, http.StatusOK, map[string]any{"releases": rows})
 	return nil
 }
@@ -55,9 +53,7 @@ func (s *Server) getRollout(w http.ResponseWriter, r *http.Request, _ apiauth.Id
 		return err
 	}
 	view := rolloutView{Targets: targets}
-	if view.Targets == nil {
-		view.Targets = []rollout.Target{}
-	}
+	view.Targets = orEmpty(view.Targets)
 	if s.d.Store != nil {
 		if view.Versions, err = s.d.Store.VersionCounts(r.Context()); err != nil {
 			return err
@@ -204,9 +200,7 @@ func (s *Server) deleteRollout(w http.ResponseWriter, r *http.Request, id apiaut
 // the write: failing to read them does not fail the request.
 func (s *Server) rolloutResult(r *http.Request, sc fleetconfig.Scope, res rollout.Outcome) rolloutResult {
 	out := rolloutResult{Key: sc.Key(), Scope: sc.String(), Written: res.Written, Revision: res.Revision, PreviousRevision: res.Read.Revision, Changes: res.Changes}
-	if out.Changes == nil {
-		out.Changes = []rollout.Change{}
-	}
+	out.Changes = orEmpty(out.Changes)
 	if _, set := res.Layer[rollout.FieldTarget]; !set {
 		return out // no target here: nothing to override
 	}

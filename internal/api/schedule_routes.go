@@ -26,9 +26,7 @@ func (s *Server) listSchedules(w http.ResponseWriter, r *http.Request, _ apiauth
 	if err != nil {
 		return err
 	}
-	if list == nil {
-		list = []scheduler.Entry{}
-	}
+	list = orEmpty(list)
 	writeJSON(w, http.StatusOK, map[string]any{"schedules": list})
 	return nil
 }

@@ -58,9 +58,7 @@ func (s *Server) listAgents(w http.ResponseWriter, r *http.Request, _ apiauth.Id
 	if err != nil {
 		return err
 	}
-	if agents == nil {
-		agents = []store.Agent{}
-	}
+	agents = orEmpty(agents)
 	writeJSON(w, http.StatusOK, map[string]any{"agents": agents, "total": total, "limit": f.Limit, "offset": f.Offset})
 	return nil
 }
@@ -99,9 +97,7 @@ func (s *Server) listResults(w http.ResponseWriter, r *http.Request, _ apiauth.I
 	if err != nil {
 		return err
 	}
-	if res == nil {
-		res = []store.Result{}
-	}
+	res = orEmpty(res)
 	writeJSON(w, http.StatusOK, map[string]any{"results": res})
 	return nil
 }
@@ -119,9 +115,7 @@ func (s *Server) getExecution(w http.ResponseWriter, r *http.Request, _ apiauth.
 	if err != nil {
 		return err
 	}
-	if pcs == nil {
-		pcs = []store.PCState{}
-	}
+	pcs = orEmpty(pcs)
 	writeJSON(w, http.StatusOK, map[string]any{"exec_id": execID, "counters": c, "pcs": pcs})
 	return nil
 }
@@ -212,9 +206,7 @@ func (s *Server) timeline(w http.ResponseWriter, r *http.Request, _ apiauth.Iden
 		return err
 	}
 	evs := page.Events
-	if evs == nil {
-		evs = []store.TimelineEvent{}
-	}
+	evs = orEmpty(evs)
 	writeJSON(w, http.StatusOK, map[string]any{"events": evs, "next": page.Next})
 	return nil
 }
@@ -253,9 +245,7 @@ func (s *Server) auditList(w http.ResponseWriter, r *http.Request, _ apiauth.Ide
 		return err
 	}
 	list := page.Entries
-	if list == nil {
-		list = []store.AuditEntry{}
-	}
+	list = orEmpty(list)
 	next := ""
 	if page.Next > 0 {
 		next = strconv.FormatUint(page.Next, 10)
