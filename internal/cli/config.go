@@ -120,6 +120,22 @@ func (a *app) openKV(cmd *cobra.Command, bucket string) (context.Context, *fleet
 	return ctx, c, kv, done, nil
 }
 
+// openKey opens bucket and reads key from it: what every "show or edit
+// one key" command starts with. done releases everything; it is nil when
+// err is not.
+func (a *app) openKey(cmd *cobra.Command, bucket, key string) (context.Context, jetstream.KeyValue, kvValue, func(), error) {
+	ctx, _, kv, done, err := a.openKV(cmd, bucket)
+	if err != nil {
+		return nil, nil, kvValue{}, nil, err
+	}
+	v, err := readKey(ctx, kv, key)
+	if err != nil {
+		done()
+		return nil, nil, kvValue{}, nil, err
+	}
+	return ctx, kv, v, done, nil
+}
+
 // kvValue is one key as read: Revision 0 means absent (never written, or
 // deleted).
 type kvValue = kvcas.Value
@@ -251,15 +267,11 @@ To see what a PC ends up with after every layer, use "kanade config effective".`
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			ctx, _, kv, done, err := a.openKV(cmd, wire.BucketAgentConfig)
+			_, _, v, done, err := a.openKey(cmd, wire.BucketAgentConfig, key)
 			if err != nil {
 				return err
 			}
 			defer done()
-			v, err := readKey(ctx, kv, key)
-			if err != nil {
-				return err
-			}
 			return a.printScope(v, output)
 		},
 	}
@@ -374,15 +386,11 @@ since it was read; otherwise nothing is written and the command says so.
 			if err != nil {
 				return err
 			}
-			ctx, _, kv, done, err := a.openKV(cmd, wire.BucketAgentConfig)
+			ctx, kv, cur, done, err := a.openKey(cmd, wire.BucketAgentConfig, key)
 			if err != nil {
 				return err
 			}
 			defer done()
-			cur, err := readKey(ctx, kv, key)
-			if err != nil {
-				return err
-			}
 			m, err := decodeScope(cur)
 			if err != nil {
 				return err
@@ -454,15 +462,11 @@ nothing is written when someone changed the layer since it was read.
 					return usageError(fmt.Errorf("unknown field %q", name))
 				}
 			}
-			ctx, _, kv, done, err := a.openKV(cmd, wire.BucketAgentConfig)
+			ctx, kv, cur, done, err := a.openKey(cmd, wire.BucketAgentConfig, key)
 			if err != nil {
 				return err
 			}
 			defer done()
-			cur, err := readKey(ctx, kv, key)
-			if err != nil {
-				return err
-			}
 			if cur.Revision == 0 {
 				fmt.Fprintf(a.out, "%s/%s is empty (it does not exist); nothing to unset\n", wire.BucketAgentConfig, key)
 				return nil
@@ -511,15 +515,11 @@ layer since it was read.`,
 			if err != nil {
 				return err
 			}
-			ctx, _, kv, done, err := a.openKV(cmd, wire.BucketAgentConfig)
+			ctx, kv, cur, done, err := a.openKey(cmd, wire.BucketAgentConfig, key)
 			if err != nil {
 				return err
 			}
 			defer done()
-			cur, err := readKey(ctx, kv, key)
-			if err != nil {
-				return err
-			}
 			where := wire.BucketAgentConfig + "/" + key
 			if cur.Revision == 0 {
 				fmt.Fprintf(a.out, "%s is already empty (it does not exist); nothing deleted\n", where)

@@ -59,15 +59,11 @@ and never overwrite a change someone else made since the groups were read.`,
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			ctx, _, kv, done, err := a.openKV(cmd, wire.BucketAgentGroups)
+			_, _, cur, done, err := a.openKey(cmd, wire.BucketAgentGroups, pc)
 			if err != nil {
 				return err
 			}
 			defer done()
-			cur, err := readKey(ctx, kv, pc)
-			if err != nil {
-				return err
-			}
 			return a.printGroups(cur, output)
 		},
 	}
@@ -202,15 +198,11 @@ func (a *app) editGroups(cmd *cobra.Command, pc string, names []string, replace 
 	if err != nil {
 		return err
 	}
-	ctx, _, kv, done, err := a.openKV(cmd, wire.BucketAgentGroups)
+	ctx, kv, cur, done, err := a.openKey(cmd, wire.BucketAgentGroups, pc)
 	if err != nil {
 		return err
 	}
 	defer done()
-	cur, err := readKey(ctx, kv, pc)
-	if err != nil {
-		return err
-	}
 	where := wire.BucketAgentGroups + "/" + pc
 	curGroups := []string{}
 	undecodable := false

@@ -149,6 +149,27 @@ type jobEntry struct {
 	YAML     []byte        `json:"YAML"`
 }
 
+// postYAML sends a YAML document (a file, or - for stdin) to path, as a
+// replacement of the stored revision rev when rev > 0, and decodes the
+// answer into out. Job and schedule create share it.
+func (a *app) postYAML(ctx context.Context, o *apiOpts, file, path string, rev uint64, out any) error {
+	body, err := a.readInput(file)
+	if err != nil {
+		return err
+	}
+	c, err := o.client()
+	if err != nil {
+		return err
+	}
+	if rev > 0 {
+		path += "?revision=" + strconv.FormatUint(rev, 10)
+	}
+	if err := c.do(ctx, "POST", path, body, "application/yaml", out); err != nil {
+		return asExit(err)
+	}
+	return nil
+}
+
 func (a *app) jobCmd(o *apiOpts) *cobra.Command {
 	cmd := &cobra.Command{Use: "job", Short: "Manage the job catalog through the HTTP API"}
 	var file string
@@ -157,26 +178,14 @@ func (a *app) jobCmd(o *apiOpts) *cobra.Command {
 		Short: "Store a job manifest (a new id, or --revision N to replace it)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			body, err := a.readInput(file)
-			if err != nil {
-				return err
-			}
-			c, err := o.client()
-			if err != nil {
-				return err
-			}
 			rev, _ := cmd.Flags().GetUint64("revision")
-			path := "/api/jobs"
-			if rev > 0 {
-				path += "?revision=" + strconv.FormatUint(rev, 10)
-			}
 			var res struct {
 				ID       string `json:"id"`
 				Version  string `json:"version"`
 				Revision uint64 `json:"revision"`
 			}
-			if err := c.do(cmd.Context(), "POST", path, body, "application/yaml", &res); err != nil {
-				return asExit(err)
+			if err := a.postYAML(cmd.Context(), o, file, "/api/jobs", rev, &res); err != nil {
+				return err
 			}
 			fmt.Fprintf(a.out, "job %s version %s stored at revision %d\n", res.ID, res.Version, res.Revision)
 			return nil
@@ -458,24 +467,12 @@ func (a *app) scheduleCmd(o *apiOpts) *cobra.Command {
 		Short: "Store a schedule (a new id, or --revision N to replace it)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			body, err := a.readInput(file)
-			if err != nil {
-				return err
-			}
-			c, err := o.client()
-			if err != nil {
-				return err
-			}
-			path := "/api/schedules"
-			if rev > 0 {
-				path += "?revision=" + strconv.FormatUint(rev, 10)
-			}
 			var res struct {
 				ID       string `json:"id"`
 				Revision uint64 `json:"revision"`
 			}
-			if err := c.do(cmd.Context(), "POST", path, body, "application/yaml", &res); err != nil {
-				return asExit(err)
+			if err := a.postYAML(cmd.Context(), o, file, "/api/schedules", rev, &res); err != nil {
+				return err
 			}
 			fmt.Fprintf(a.out, "schedule %s stored at revision %d\n", res.ID, res.Revision)
 			return nil
