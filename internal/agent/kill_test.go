@@ -5,14 +5,12 @@ package agent_test
 import (
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/kanade-project/kanade/internal/agent"
 	"github.com/kanade-project/kanade/internal/broker/brokertest"
 	"github.com/kanade-project/kanade/internal/fleetclient"
 	"github.com/kanade-project/kanade/internal/wire"
@@ -35,16 +33,7 @@ func assertKilled(t *testing.T, r wire.ExecResult) {
 // before the command is admitted).
 func TestKillRightAfterAdmission(t *testing.T) {
 	srv := brokertest.Start(t)
-	logs := &logBuffer{}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("agent log:\n%s", logs.String())
-		}
-	})
-	startAgentWith(t, agent.Config{ID: "pc-ka", NATSURLs: []string{srv.URL()}, MaxConcurrent: 4,
-		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
-	c := client(t, srv)
-	waitPing(t, c, "pc-ka")
+	logs, c := startLoggedAgent(t, srv, "pc-ka", 4)
 	// A missed kill shows up as a timeout, long before the result wait
 	// gives up.
 	long := wire.Command{Script: "sleep 60", TimeoutSecs: 20}
@@ -107,16 +96,7 @@ func killReceived(logs *logBuffer, execID string, runs int) bool {
 // kill; only the runs of the killed exec_id end.
 func TestKillOfAnotherExecutionLeavesARunAlone(t *testing.T) {
 	srv := brokertest.Start(t)
-	logs := &logBuffer{}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("agent log:\n%s", logs.String())
-		}
-	})
-	startAgentWith(t, agent.Config{ID: "pc-ko", NATSURLs: []string{srv.URL()}, MaxConcurrent: 4,
-		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
-	c := client(t, srv)
-	waitPing(t, c, "pc-ko")
+	logs, c := startLoggedAgent(t, srv, "pc-ko", 4)
 
 	gate := filepath.Join(t.TempDir(), "go")
 	keep := start(t, c, "pc-ko", wire.Command{Script: fmt.Sprintf("while [ ! -e %s ]; do sleep 0.05; done; echo survived", gate), TimeoutSecs: 60})

@@ -39,6 +39,23 @@ func (l *logBuffer) String() string {
 	return l.buf.String()
 }
 
+// startLoggedAgent starts an agent whose debug log the test can wait on
+// (and sees, when it fails), and waits until it answers a ping.
+func startLoggedAgent(t *testing.T, srv *brokertest.Server, id string, maxConcurrent int) (*logBuffer, *fleetclient.Client) {
+	t.Helper()
+	logs := &logBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("agent log:\n%s", logs.String())
+		}
+	})
+	startAgentWith(t, agent.Config{ID: id, NATSURLs: []string{srv.URL()}, MaxConcurrent: maxConcurrent,
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	c := client(t, srv)
+	waitPing(t, c, id)
+	return logs, c
+}
+
 // logged reports whether a line with message msg mentions requestID.
 func (l *logBuffer) logged(msg, requestID string) bool {
 	for _, line := range strings.Split(l.String(), "\n") {
@@ -121,11 +138,7 @@ func assertAllDead(t *testing.T, pids []int) {
 
 func TestKillAtEveryStage(t *testing.T) {
 	srv := brokertest.Start(t)
-	logs := &logBuffer{}
-	startAgentWith(t, agent.Config{ID: "pc-k", NATSURLs: []string{srv.URL()}, MaxConcurrent: 1,
-		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
-	c := client(t, srv)
-	waitPing(t, c, "pc-k")
+	logs, c := startLoggedAgent(t, srv, "pc-k", 1)
 	dir := t.TempDir()
 
 	t.Run("during jitter", func(t *testing.T) {
@@ -261,16 +274,7 @@ func TestGatesSkipWithTheirExitCodes(t *testing.T) {
 // once the broker is back.
 func TestStrictStalenessFailsClosed(t *testing.T) {
 	srv := brokertest.Start(t)
-	logs := &logBuffer{}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("agent log:\n%s", logs.String())
-		}
-	})
-	startAgentWith(t, agent.Config{ID: "pc-s", NATSURLs: []string{srv.URL()}, MaxConcurrent: 1,
-		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
-	c := client(t, srv)
-	waitPing(t, c, "pc-s")
+	logs, c := startLoggedAgent(t, srv, "pc-s", 1)
 	strict := &wire.Staleness{Mode: wire.StalenessStrict, MaxCacheAge: wire.Duration(time.Second)}
 
 	// Warm the cache for the job.
