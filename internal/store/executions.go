@@ -3,10 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
-	"encoding/base64"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/kanade-project/kanade/internal/wire"
@@ -61,7 +58,7 @@ func (s *Store) ListExecutions(ctx context.Context, f ExecutionFilter) (Executio
 		FROM executions e LEFT JOIN exec_counters c ON c.exec_id = e.exec_id`
 	args := []any{}
 	if f.Cursor != "" {
-		at, id, err := decodeExecCursor(f.Cursor)
+		at, id, err := decodeCursor("executions", f.Cursor)
 		if err != nil {
 			return ExecutionPage{}, err
 		}
@@ -86,7 +83,7 @@ func (s *Store) ListExecutions(ctx context.Context, f ExecutionFilter) (Executio
 			return ExecutionPage{}, err
 		}
 		if len(page.Executions) == limit {
-			page.Next = encodeExecCursor(lastFirst, page.Executions[limit-1].ExecID)
+			page.Next = encodeCursor(lastFirst, page.Executions[limit-1].ExecID)
 			break
 		}
 		e.FirstSeenAt, e.LastResultAt = msTime(first), fromMS(last)
@@ -94,25 +91,6 @@ func (s *Store) ListExecutions(ctx context.Context, f ExecutionFilter) (Executio
 		page.Executions = append(page.Executions, e)
 	}
 	return page, rows.Err()
-}
-
-// The cursor is opaque to clients: base64url of "<first_seen_at ms>:<exec_id>"
-// of the last row of a page.
-func encodeExecCursor(firstSeen int64, execID string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(firstSeen, 10) + ":" + execID))
-}
-
-func decodeExecCursor(c string) (int64, string, error) {
-	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil {
-		return 0, "", invalid("malformed executions cursor %q: pass back the next of the previous page", c)
-	}
-	at, id, ok := strings.Cut(string(b), ":")
-	n, err := strconv.ParseInt(at, 10, 64)
-	if !ok || err != nil || id == "" {
-		return 0, "", invalid("malformed executions cursor %q: pass back the next of the previous page", c)
-	}
-	return n, id, nil
 }
 
 // execFold is what the results of one transaction bring to their

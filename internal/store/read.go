@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -461,9 +460,13 @@ func (s *Store) ListTimeline(ctx context.Context, f TimelineFilter) (TimelinePag
 		args = append(args, f.Before.UnixMilli())
 	}
 	if f.Cursor != "" {
-		at, id, err := decodeTimelineCursor(f.Cursor)
+		at, key, err := decodeCursor("timeline", f.Cursor)
 		if err != nil {
 			return TimelinePage{}, err
+		}
+		id, err := strconv.ParseInt(key, 10, 64)
+		if err != nil {
+			return TimelinePage{}, invalid("malformed timeline cursor %q: pass back the next of the previous page", f.Cursor)
 		}
 		where = append(where, `(at, id) < (?, ?)`)
 		args = append(args, at, id)
@@ -494,7 +497,7 @@ func (s *Store) ListTimeline(ctx context.Context, f TimelineFilter) (TimelinePag
 			return TimelinePage{}, fmt.Errorf("store: timeline: %w", err)
 		}
 		if len(page.Events) == limit {
-			page.Next = encodeTimelineCursor(lastAt, lastID)
+			page.Next = encodeCursor(lastAt, strconv.FormatInt(lastID, 10))
 			break
 		}
 		e.At, e.StreamSeq = msTime(at), uint64(seq)
@@ -508,28 +511,6 @@ func (s *Store) ListTimeline(ctx context.Context, f TimelineFilter) (TimelinePag
 		return TimelinePage{}, fmt.Errorf("store: timeline: %w", err)
 	}
 	return page, nil
-}
-
-// The timeline cursor is opaque to clients: base64url of "<at ms>:<id>" of
-// the last row of a page. id is the table's rowid, which the API does not
-// show otherwise.
-func encodeTimelineCursor(at, id int64) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(at, 10) + ":" + strconv.FormatInt(id, 10)))
-}
-
-func decodeTimelineCursor(c string) (int64, int64, error) {
-	bad := invalid("malformed timeline cursor %q: pass back the next of the previous page", c)
-	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil {
-		return 0, 0, bad
-	}
-	atStr, idStr, ok := strings.Cut(string(b), ":")
-	at, err1 := strconv.ParseInt(atStr, 10, 64)
-	id, err2 := strconv.ParseInt(idStr, 10, 64)
-	if !ok || err1 != nil || err2 != nil {
-		return 0, 0, bad
-	}
-	return at, id, nil
 }
 
 // InventorySection is the latest copy of one section of a PC.
