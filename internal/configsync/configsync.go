@@ -372,19 +372,26 @@ func (s *Supervisor) readGroupLayers(ctx context.Context) error {
 
 // getNoticed reads a key after a notification. Core subscribers see a KV
 // write before the stream has stored it, so an immediate get may still
-// return the previous revision: retry briefly until the get shows the
-// noticed value or something newer than what is applied.
+// return the previous revision: retry until the get shows the noticed
+// value or something newer than what is applied. A loaded broker can take
+// more than a second to store it; after noticedPatience the read is an
+// error, so that a full read follows rather than the change being dropped
+// until the next resync (minutes).
 func (s *Supervisor) getNoticed(ctx context.Context, bucket, key string, n notice) (read, error) {
 	mark := s.marks[bucket+"/"+key]
 	delay := 5 * time.Millisecond
-	for attempt := 0; ; attempt++ {
+	deadline := time.Now().Add(noticedPatience)
+	for {
 		r, err := s.get(ctx, bucket, key)
 		if err != nil {
 			return r, err
 		}
 		same := r.found && r.deleted == n.deleted && (n.deleted || bytes.Equal(r.data, n.data))
-		if same || r.rev > mark || attempt >= 10 {
+		if same || r.rev > mark {
 			return r, nil
+		}
+		if time.Now().After(deadline) {
+			return r, fmt.Errorf("%s/%s: notified of a change the stream still does not show after %s", bucket, key, noticedPatience)
 		}
 		t := time.NewTimer(delay)
 		select {
@@ -396,6 +403,10 @@ func (s *Supervisor) getNoticed(ctx context.Context, bucket, key string, n notic
 		delay = min(delay*2, 200*time.Millisecond)
 	}
 }
+
+// noticedPatience is how long getNoticed waits for the stream to show a
+// noticed change.
+const noticedPatience = 5 * time.Second
 
 // read is the outcome of one get.
 type read struct {
