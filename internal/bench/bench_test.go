@@ -39,9 +39,11 @@ func TestFlows(t *testing.T) {
 			name: "fanout",
 			run:  bench.Fanout,
 			keys: []string{"agents", "floor_s", "acked_s", "ratio", "sql_s", "sql_ratio", "p50_ms", "p99_ms", "results",
-				"backend_cpu_s", "backend_rss_mib", "backend_peak_rss_mib", "sim_cpu_s", "sim_go_kib_per_agent", "sim_rss_kib_per_agent"},
+				"backend_cpu_s", "backend_rss_mib", "backend_peak_rss_mib", "sim_cpu_s", "sim_go_kib_per_agent", "sim_rss_kib_per_agent",
+				"stored_floor_s", "stored_floor_ratio", "stored_ratio"},
 			check: func(t *testing.T, v map[string]float64, _ map[string]string) {
-				positive(t, v, "floor_s", "acked_s", "ratio", "sql_s", "sql_ratio", "sim_go_kib_per_agent")
+				positive(t, v, "floor_s", "acked_s", "ratio", "sql_s", "sql_ratio", "sim_go_kib_per_agent",
+					"stored_floor_s", "stored_floor_ratio", "stored_ratio")
 				if v["results"] != n {
 					t.Errorf("results=%v, want %d (each stored once)", v["results"], n)
 				}

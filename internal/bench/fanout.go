@@ -23,8 +23,12 @@ import (
 //	fanout agents=N floor_s= acked_s= ratio= sql_s= sql_ratio= p50_ms= p99_ms=
 //	       results= backend_cpu_s= backend_rss_mib= backend_peak_rss_mib=
 //	       sim_cpu_s= sim_go_kib_per_agent= sim_rss_kib_per_agent=
+//	       stored_floor_s= stored_floor_ratio= stored_ratio=
 //
-// floor_s is the median of the floor rounds; acked_s runs from just before
+// floor_s is the median of the floor rounds; stored_floor_s the median of
+// the stored floor's rounds, stored_floor_ratio = stored_floor_s / floor_s
+// (what storing the results costs by itself) and stored_ratio = acked_s /
+// stored_floor_s (what the agents add on top); acked_s runs from just before
 // the command's publish to the JetStream timestamp of the last of the N
 // results; sql_s to the first poll of the API that counted N results in
 // SQLite (polled every 25 ms); p50/p99 are over the N results' JetStream
@@ -34,6 +38,10 @@ type FanoutResult struct {
 	Agents      int
 	FloorRounds []time.Duration
 	Floor       time.Duration
+	// StoredRounds and Stored are the stored floor (see floor): the
+	// same fan-out with every reply first stored in JetStream.
+	StoredRounds []time.Duration
+	Stored       time.Duration
 	Acked       time.Duration
 	SQL         time.Duration
 	P50, P99    time.Duration
@@ -48,11 +56,12 @@ type FanoutResult struct {
 }
 
 func (r FanoutResult) String() string {
-	return fmt.Sprintf("fanout agents=%d floor_s=%s acked_s=%s ratio=%s sql_s=%s sql_ratio=%s p50_ms=%.0f p99_ms=%.0f results=%d backend_cpu_s=%s backend_rss_mib=%s backend_peak_rss_mib=%s sim_cpu_s=%s sim_go_kib_per_agent=%.0f sim_rss_kib_per_agent=%.0f",
+	return fmt.Sprintf("fanout agents=%d floor_s=%s acked_s=%s ratio=%s sql_s=%s sql_ratio=%s p50_ms=%.0f p99_ms=%.0f results=%d backend_cpu_s=%s backend_rss_mib=%s backend_peak_rss_mib=%s sim_cpu_s=%s sim_go_kib_per_agent=%.0f sim_rss_kib_per_agent=%.0f stored_floor_s=%s stored_floor_ratio=%s stored_ratio=%s",
 		r.Agents, fmtSeconds(r.Floor), fmtSeconds(r.Acked), fmtRatio(r.Acked, r.Floor), fmtSeconds(r.SQL), fmtRatio(r.SQL, r.Floor),
 		ms(r.P50), ms(r.P99), r.Results,
 		fmtCPU(r.BackendCPU, r.CPUKnown), fmtMiB(r.Backend.RSS, r.Backend.OK), fmtMiB(r.Backend.HWM, r.Backend.OK),
-		fmtCPU(r.SimCPU, r.CPUKnown), float64(r.Sim.PerAgentGo())/1024, float64(r.Sim.PerAgentRSS())/1024)
+		fmtCPU(r.SimCPU, r.CPUKnown), float64(r.Sim.PerAgentGo())/1024, float64(r.Sim.PerAgentRSS())/1024,
+		fmtSeconds(r.Stored), fmtRatio(r.Stored, r.Floor), fmtRatio(r.Acked, r.Stored))
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -104,7 +113,7 @@ func RunFanout(ctx context.Context, o Options, n int) (res FanoutResult, err err
 	// sets of sockets do not fit in this process together).
 	pctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	r.logf("floor: connecting %d plain responders", n)
-	fl, err := openFloor(pctx, r.be.natsURL, n)
+	fl, err := openFloor(pctx, r.be.natsURL, n, false)
 	cancel()
 	if err != nil {
 		return res, err
@@ -118,6 +127,13 @@ func RunFanout(ctx context.Context, o Options, n int) (res FanoutResult, err err
 		return res, err
 	}
 	r.logf("floor rounds %v, median %s", res.FloorRounds, res.Floor)
+	if res.StoredRounds, err = r.storedFloor(ctx, n, payload); err != nil {
+		return res, err
+	}
+	if res.Stored, err = median(res.StoredRounds); err != nil {
+		return res, err
+	}
+	r.logf("stored floor rounds %v, median %s", res.StoredRounds, res.Stored)
 
 	// 2. The fleet.
 	if err := r.startFleet(ctx, n); err != nil {
@@ -177,6 +193,27 @@ func RunFanout(ctx context.Context, o Options, n int) (res FanoutResult, err err
 		return res, fmt.Errorf("RESULTS holds %d results for %d agents (each must be stored exactly once)", stored, n)
 	}
 	return res, nil
+}
+
+// storedFloor measures the stored floor in a stream of its own, set up
+// like RESULTS, which it deletes again so the fleet's run starts clean.
+func (r *rig) storedFloor(ctx context.Context, n int, payload []byte) ([]time.Duration, error) {
+	c, cancel := context.WithTimeout(ctx, r.o.Timeout)
+	defer cancel()
+	if _, err := r.fc.JS.CreateStream(c, jetstream.StreamConfig{
+		Name: storedFloorStream, Subjects: []string{storedFloorSubject + ".>"},
+		Storage: jetstream.FileStorage, Replicas: 1, Discard: jetstream.DiscardOld,
+	}); err != nil {
+		return nil, fmt.Errorf("creating the stored floor's stream: %w", err)
+	}
+	defer func() { _ = r.fc.JS.DeleteStream(context.WithoutCancel(ctx), storedFloorStream) }()
+	r.logf("stored floor: connecting %d responders that store before replying", n)
+	fl, err := openFloor(c, r.be.natsURL, n, true)
+	if err != nil {
+		return nil, err
+	}
+	defer fl.close()
+	return fl.measure(ctx, r.o.FloorRounds, payload, r.o.Timeout)
 }
 
 // storedResults reads every result of a request from RESULTS and returns

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 )
 
@@ -19,10 +20,23 @@ const floorSubject = "kanade_bench.floor"
 // a noop agent's result).
 const floorReplySize = 400
 
+// Stored floor: the stream the stored floor's responders publish into, set
+// up like RESULTS (file storage, one replica) and deleted after.
+const (
+	storedFloorStream  = "KANADE_BENCH_FLOOR"
+	storedFloorSubject = "kanade_bench.stored"
+)
+
 // floor is n plain nats.go connections, each subscribed to one broadcast
 // subject and replying at once: core request/reply, no JetStream, no disk.
 // The time from one publish until all n replies are in is the physical
 // floor of a fan-out over this broker on this machine.
+//
+// A stored floor's responders first publish their reply into a JetStream
+// stream and wait for its PubAck, then reply: the least any agent can do
+// under the protocol contract (a result counts once JetStream acknowledged
+// it), with no decode, no ledger, no outbox and no process. It separates
+// what the agent costs from what storing 10,000 results costs the broker.
 type floor struct {
 	url   string
 	conns []*nats.Conn
@@ -30,11 +44,28 @@ type floor struct {
 
 // openFloor connects and subscribes n responders, a few at a time; each
 // subscription is flushed, so every responder is live when it returns.
-func openFloor(ctx context.Context, url string, n int) (*floor, error) {
+// stored makes it a stored floor (the stream must exist).
+func openFloor(ctx context.Context, url string, n int, stored bool) (*floor, error) {
 	reply := make([]byte, floorReplySize)
 	conns, err := dialAll(ctx, url, n, "floor responder", []nats.Option{nats.Name("kanade-bench floor"), nats.NoReconnect()},
-		func(_ int, nc *nats.Conn) error {
-			sub, err := nc.Subscribe(floorSubject, func(m *nats.Msg) { _ = m.Respond(reply) })
+		func(i int, nc *nats.Conn) error {
+			respond := func(m *nats.Msg) { _ = m.Respond(reply) }
+			if stored {
+				js, err := jetstream.New(nc)
+				if err != nil {
+					return err
+				}
+				subj := fmt.Sprintf("%s.%d", storedFloorSubject, i)
+				respond = func(m *nats.Msg) {
+					c, cancel := context.WithTimeout(context.Background(), time.Minute)
+					defer cancel()
+					if _, err := js.Publish(c, subj, reply); err != nil {
+						return // the round times out and says how many replied
+					}
+					_ = m.Respond(nil)
+				}
+			}
+			sub, err := nc.Subscribe(floorSubject, respond)
 			if err != nil {
 				return err
 			}
