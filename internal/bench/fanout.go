@@ -42,9 +42,9 @@ type FanoutResult struct {
 	// same fan-out with every reply first stored in JetStream.
 	StoredRounds []time.Duration
 	Stored       time.Duration
-	Acked       time.Duration
-	SQL         time.Duration
-	P50, P99    time.Duration
+	Acked        time.Duration
+	SQL          time.Duration
+	P50, P99     time.Duration
 	// Results is how many results the subject holds in RESULTS (N when
 	// each was stored exactly once).
 	Results    int
