@@ -310,6 +310,7 @@ func (a *Agent) connect() (*nats.Conn, error) {
 				a.log.Warn("disconnected from broker", "err", err)
 			}
 		}),
+		nats.ReconnectErrHandler(newConnErrLog(a.log).report),
 		nats.ErrorHandler(func(_ *nats.Conn, s *nats.Subscription, err error) {
 			subj := ""
 			if s != nil {

@@ -108,6 +108,11 @@ Flags:
 		logger.Error("reading the NATS token", "err", err)
 		return ExitConfig
 	}
+	natsOpts, err := natsTLSOptions(cfg, logger)
+	if err != nil {
+		logger.Error("cannot set up TLS to the broker", "err", err)
+		return ExitConfig
+	}
 	var update *agent.SelfUpdate
 	if bootOK && !cfg.Update.Disabled {
 		ring, source, rerr := cfg.ReleaseKeys()
@@ -130,6 +135,8 @@ Flags:
 		Version:    buildinfo.Version,
 		Logger:     logger,
 		SelfUpdate: update,
+
+		NATSOptions: natsOpts, // TLS (tls.go)
 	})
 	if err != nil {
 		logger.Error("invalid agent config", "err", err)

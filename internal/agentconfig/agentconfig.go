@@ -64,6 +64,9 @@ type Agent struct {
 	ID       string   `toml:"id"`
 	NATSURLs []string `toml:"nats_urls"`
 	DataDir  string   `toml:"data_dir"`
+	// NATSCAFile and NATSPins: see tls.go.
+	NATSCAFile string   `toml:"nats_ca_file"`
+	NATSPins   []string `toml:"nats_pin_sha256"`
 }
 
 // Log is the [log] table.
@@ -83,6 +86,11 @@ id = "%s"
 nats_urls = ["nats://kanade.example.internal:4222"]
 # where the outbox, ledger and staged updates live
 data_dir = '%s'
+# TLS: the CA (PEM) that signed the broker's certificate; when set, the agent
+# connects with TLS only and trusts this CA only, not the system's roots
+#nats_ca_file = '<path of the broker CA certificate, PEM>'
+# optional: the broker's public key pins (kanade tls pin server.pem)
+#nats_pin_sha256 = ["<64 hex digits>"]
 
 [log]
 # debug | info | warn | error
@@ -181,6 +189,9 @@ func (c *Config) fill() error {
 	}
 	if c.Agent.DataDir == "" {
 		c.Agent.DataDir = DefaultDataDir()
+	}
+	if err := c.Agent.checkTLS(); err != nil {
+		return err
 	}
 	if c.Update.HealthyAfter == "" {
 		c.Update.HealthyAfter = "30s"

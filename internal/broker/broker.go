@@ -12,6 +12,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -36,6 +37,8 @@ type Options struct {
 	Name string
 	// Token, when set, is required from every client.
 	Token string
+	// TLS, when set, makes every client connection use TLS (see tls.go).
+	TLS *tls.Config
 	// MaxStore and MaxMemory cap JetStream; defaults 64 GiB and 256 MiB.
 	// The store cap must cover the sum of the streams' byte caps, because
 	// JetStream reserves each stream's MaxBytes up front.
@@ -98,6 +101,7 @@ func Start(ctx context.Context, o Options) (*Broker, error) {
 		MaxPayload:         server.MAX_PAYLOAD_SIZE,
 		HTTPPort:           0,
 	}
+	applyTLS(sopts, o.TLS)
 	if o.Configure != nil {
 		o.Configure(sopts)
 	}

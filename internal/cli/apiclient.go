@@ -103,11 +103,13 @@ func saveCredentials(c credentials) (string, error) {
 // apiOpts are the connection settings shared by the HTTP API commands.
 type apiOpts struct {
 	api string
+	ca  string // --api-ca (tls.go)
 }
 
 // addAPIFlag adds --api to cmd (persistent, so subcommands inherit it).
 func (o *apiOpts) addAPIFlag(cmd *cobra.Command) {
 	cmd.PersistentFlags().StringVar(&o.api, "api", "", "API URL (env "+EnvAPIURL+", else the stored login, else "+DefaultAPI+"); the token comes from "+EnvAPIToken+" or `kanade login`")
+	cmd.PersistentFlags().StringVar(&o.ca, "api-ca", os.Getenv(EnvAPICA), "PEM file of the CA that signed an https:// API's certificate (env "+EnvAPICA+"); set: only this CA is trusted")
 }
 
 // client resolves the API URL and token: --api, then KANADE_API_URL, then
@@ -136,7 +138,7 @@ func (o *apiOpts) client() (*apiClient, error) {
 	if tok == "" && haveCreds && strings.TrimRight(creds.API, "/") == base {
 		tok = creds.Token
 	}
-	return newAPIClient(base, tok), nil
+	return o.withCA(newAPIClient(base, tok))
 }
 
 func normalizeAPI(s string) (string, error) {
@@ -233,6 +235,9 @@ func (c *apiClient) doRaw(ctx context.Context, method, path string, body any, co
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
+		if hint := tlsHint(err, "the API", "--api-ca", EnvAPICA); hint != "" {
+			return nil, fmt.Errorf("cannot connect to the API at %s: %w (%s)", c.base, err, hint)
+		}
 		return nil, fmt.Errorf("cannot reach the API at %s: %w (start it with `kanade server`, or pass --api / %s)", c.base, err, EnvAPIURL)
 	}
 	defer resp.Body.Close()

@@ -52,6 +52,7 @@ type app struct {
 	out, errOut    io.Writer
 	server         string
 	connectTimeout time.Duration
+	natsCA         string // --nats-ca (tls.go)
 }
 
 // Main runs the CLI and returns the process exit code.
@@ -106,6 +107,7 @@ Then, from another terminal:
 	}
 	root.PersistentFlags().StringVarP(&a.server, "server", "s", def, "broker URL(s), comma-separated (env "+EnvServer+"); the token comes from "+EnvToken)
 	root.PersistentFlags().DurationVar(&a.connectTimeout, "connect-timeout", 5*time.Second, "how long to try to reach the broker")
+	a.addTLSFlags(root)
 	root.AddCommand(a.runCmd(), a.pingCmd(), a.jetstreamCmd(), a.serverCmd(), a.versionCmd())
 	root.AddCommand(a.stopCmds()...)
 	root.AddCommand(a.inventoryCmd())
@@ -113,6 +115,7 @@ Then, from another terminal:
 	root.AddCommand(a.releaseKeyCmd())
 	root.AddCommand(a.apiCmds()...)
 	root.AddCommand(a.benchCmd())
+	root.AddCommand(a.tlsCmd())
 	return root
 }
 
@@ -135,8 +138,15 @@ func (a *app) connect(ctx context.Context) (*fleetclient.Client, func(), error) 
 	if t := os.Getenv(EnvToken); t != "" {
 		opts = append(opts, nats.Token(t))
 	}
+	opts, err := a.withNATSCA(opts)
+	if err != nil {
+		return nil, nil, err
+	}
 	nc, err := nats.Connect(a.server, opts...)
 	if err != nil {
+		if hint := tlsHint(err, "the broker", "--nats-ca", EnvNATSCA); hint != "" {
+			return nil, nil, fmt.Errorf("cannot connect to the broker at %s: %w (%s)", a.server, err, hint)
+		}
 		return nil, nil, fmt.Errorf("cannot reach the broker at %s: %w (start one with `kanade server --dev`, or pass --server / %s)", a.server, err, EnvServer)
 	}
 	c, err := fleetclient.New(nc)

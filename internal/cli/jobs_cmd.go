@@ -57,7 +57,10 @@ process lists), checks it against the API and stores it with the URL in
 			if err != nil {
 				return err
 			}
-			c := newAPIClient(base, tok)
+			c, err := o.withCA(newAPIClient(base, tok))
+			if err != nil {
+				return err
+			}
 			var h struct {
 				Online int `json:"online"`
 				Total  int `json:"total"`

@@ -30,9 +30,17 @@ comes from ` + serverconfig.EnvNATSToken + `.
 
 --dev also runs an agent for this machine inside the server and turns API
 authentication OFF, so that one command gives a working fleet of one on a
-laptop. Never use --dev on a network.`,
+laptop. Never use --dev on a network.
+
+--dev --tls also serves the broker and the API over TLS with a development CA
+made on the first run under DATA_DIR/tls (ca.pem, server.pem, keys 0600) and
+reused after; the dev agent trusts it, and the banner shows the --nats-ca
+flag that makes the CLI trust it too. In production, name your own
+certificates in server.toml instead: [nats] and [http] tls_cert_file and
+tls_key_file (see "kanade tls --help").`,
 		Example: `  kanade server --dev
   kanade server --dev --data-dir /tmp/kanade --nats-listen 127.0.0.1:14222 --http-listen 127.0.0.1:18080
+  kanade server --dev --tls
   KANADE_API_TOKEN=$(cat /etc/kanade/api.token) kanade server --config /etc/kanade/server.toml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -64,6 +72,7 @@ laptop. Never use --dev on a network.`,
 	fl := cmd.Flags()
 	fl.StringVar(&configPath, "config", "", "server.toml (optional; flags override it)")
 	fl.BoolVar(&o.Dev, "dev", false, "also run a local agent for this machine, and turn API authentication off")
+	fl.BoolVar(&o.DevTLS, "tls", false, "with --dev: serve the broker and the API over TLS with a development CA under the data dir")
 	fl.StringVar(&o.DataDir, "data-dir", "", "where the broker, the database and the dev agent keep their data (default: the user cache dir, kanade/dev or kanade/server)")
 	fl.StringVar(&o.NATSListen, "nats-listen", "", "HOST:PORT of the embedded broker (default 127.0.0.1:4222)")
 	fl.StringVar(&o.HTTPListen, "http-listen", "", "HOST:PORT of the HTTP API (default "+serverconfig.DefaultHTTPListen+")")

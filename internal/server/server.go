@@ -55,6 +55,9 @@ type Options struct {
 	NoHTTP bool
 	// Dev also runs an in-process agent and turns API auth off.
 	Dev bool
+	// DevTLS (with Dev) serves the broker and the API over TLS with a
+	// development CA made under the data dir (tls.go).
+	DevTLS bool
 	// AgentID overrides the dev agent's pc_id (default: the hostname).
 	AgentID string
 	Logger  *slog.Logger
@@ -88,6 +91,10 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	ts, err := loadTLS(cfg, o, dataDir)
+	if err != nil {
+		return err
+	}
 	auth := &apiauth.Authenticator{Disabled: o.Dev, Token: secrets.APIToken, JWTSecret: secrets.JWTSecret}
 	if !o.Dev && !o.NoHTTP && secrets.APIToken == "" && len(secrets.JWTSecret) == 0 {
 		return fmt.Errorf("the HTTP API needs credentials: set %s (a static admin token) or %s (HS256 secret, ≥ 32 bytes), or their *_file options in server.toml; use --dev for an unauthenticated local system", serverconfig.EnvAPIToken, serverconfig.EnvJWTSecret)
@@ -95,23 +102,25 @@ func Run(ctx context.Context, o Options) error {
 
 	// 1. The broker.
 	natsURL := strings.Join(cfg.NATS.URLs, ",")
+	var embedded *broker.Broker
 	if cfg.Embedded() {
 		listen := cfg.NATS.Listen
 		if o.NATSListen != "" {
 			listen = o.NATSListen
 		}
-		b, err := broker.Start(ctx, broker.Options{Listen: listen, DataDir: filepath.Join(dataDir, "broker"), Token: secrets.NATSToken, Logger: log.With("component", "broker")})
+		b, err := broker.Start(ctx, broker.Options{Listen: listen, DataDir: filepath.Join(dataDir, "broker"), Token: secrets.NATSToken, TLS: ts.Broker, Logger: log.With("component", "broker")})
 		if err != nil {
 			return err
 		}
 		defer b.Shutdown()
-		natsURL = b.ClientURL()
+		natsURL, embedded = b.ClientURL(), b
 	}
 	copts := []nats.Option{nats.Name("kanade-server"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true)}
 	if secrets.NATSToken != "" {
 		copts = append(copts, nats.Token(secrets.NATSToken))
 	}
-	nc, err := nats.Connect(natsURL, copts...)
+	ownURL, ownTLS := ts.ownConnection(embedded, natsURL, log)
+	nc, err := nats.Connect(ownURL, append(copts, ownTLS...)...)
 	if err != nil {
 		return fmt.Errorf("server: connecting to %s: %w", natsURL, err)
 	}
@@ -221,10 +230,10 @@ func Run(ctx context.Context, o Options) error {
 		if err != nil {
 			return fmt.Errorf("server: HTTP listen %s: %w", listen, err)
 		}
-		httpURL = "http://" + ln.Addr().String()
+		httpURL = ts.httpURL(ln)
 		hs = &http.Server{Handler: routeHTTP(h, ui), ReadHeaderTimeout: 10 * time.Second}
 		bg.Go(func() {
-			if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := ts.serve(hs, ln, log.With("component", "http")); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("HTTP server stopped", "err", err)
 			}
 		})
@@ -242,8 +251,9 @@ func Run(ctx context.Context, o Options) error {
 		if id == "" {
 			id = hostinfo.Hostname()
 		}
+		devURL, devTLS := ts.devAgentConnection(natsURL)
 		a, err := agent.New(agent.Config{
-			ID: id, NATSURLs: []string{natsURL}, Token: secrets.NATSToken,
+			ID: id, NATSURLs: []string{devURL}, Token: secrets.NATSToken, NATSOptions: devTLS,
 			DataDir: filepath.Join(dataDir, "agent"), Version: buildinfo.Version, Logger: log.With("component", "agent"),
 		})
 		if err != nil {
@@ -365,18 +375,20 @@ func banner(natsURL, httpURL, dataDir string, o Options, id string) string {
 		fmt.Fprintf(&s, "  HTTP API: %s/api/  (metrics: %s/metrics)\n", httpURL, httpURL)
 	}
 	fmt.Fprintf(&s, "  data dir: %s\n", dataDir)
+	s.WriteString(devTLSNote(o, dataDir))
 	if o.Dev {
 		fmt.Fprintf(&s, "  local agent: %s\n\nTry, in another terminal:\n", id)
 		server := ""
 		if natsURL != "nats://127.0.0.1:4222" {
 			server = " --server " + natsURL
 		}
+		server += devTLSFlags(o, dataDir)
 		fmt.Fprintf(&s, "  go run ./cmd/kanade%s ping %s\n", server, id)
 		fmt.Fprintf(&s, "  go run ./cmd/kanade%s run %s -- echo hi\n", server, id)
 		fmt.Fprintf(&s, "  go run ./cmd/kanade%s run --all -- hostname\n", server)
 		fmt.Fprintf(&s, "  go run ./cmd/kanade%s jetstream status\n", server)
 		if httpURL != "" {
-			fmt.Fprintf(&s, "  curl %s/api/agents\n", httpURL)
+			fmt.Fprintf(&s, "  curl%s %s/api/agents\n", devCurlFlags(o, dataDir), httpURL)
 		}
 	}
 	s.WriteString("\nCtrl-C stops it.\n")

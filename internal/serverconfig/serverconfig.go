@@ -57,11 +57,18 @@ type NATS struct {
 	Replicas int `toml:"replicas"`
 	// TokenFile holds the NATS token (root-only); else KANADE_NATS_TOKEN.
 	TokenFile string `toml:"token_file"`
+	// TLSCertFile, TLSKeyFile and CAFile: see tls.go.
+	TLSCertFile string `toml:"tls_cert_file"`
+	TLSKeyFile  string `toml:"tls_key_file"`
+	CAFile      string `toml:"ca_file"`
 }
 
 // HTTP is the [http] table.
 type HTTP struct {
 	Listen string `toml:"listen"`
+	// TLSCertFile and TLSKeyFile: see tls.go.
+	TLSCertFile string `toml:"tls_cert_file"`
+	TLSKeyFile  string `toml:"tls_key_file"`
 }
 
 // Auth is the [auth] table.
@@ -247,6 +254,9 @@ func (c *Config) fill() error {
 		}
 	}
 	if err := c.NATS.checkReplicas(); err != nil {
+		return err
+	}
+	if err := c.checkTLS(); err != nil {
 		return err
 	}
 	if _, err := c.Retention.Policy(); err != nil {

@@ -6,6 +6,7 @@ package brokertest
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"testing"
@@ -25,6 +26,8 @@ type Server struct {
 	dataDir string
 	listen  string
 	B       *broker.Broker
+	// tls is served when set; clientTLS is what Connect trusts (tls.go).
+	tls, clientTLS *tls.Config
 }
 
 // Start starts a broker, bootstraps every kanade resource, and stops it
@@ -91,7 +94,7 @@ func (s *Server) Restart() {
 	// so retry for a while rather than fail the test.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		s.B, err = broker.Start(context.Background(), broker.Options{Listen: s.listen, DataDir: s.dataDir, MaxStore: 64 << 30})
+		s.B, err = broker.Start(context.Background(), broker.Options{Listen: s.listen, DataDir: s.dataDir, MaxStore: 64 << 30, TLS: s.tls})
 		if err == nil || time.Now().After(deadline) {
 			break
 		}
@@ -106,6 +109,9 @@ func (s *Server) Restart() {
 func (s *Server) Connect(t testing.TB, opts ...nats.Option) *nats.Conn {
 	t.Helper()
 	opts = append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond)}, opts...)
+	if s.clientTLS != nil {
+		opts = append([]nats.Option{nats.Secure(s.clientTLS)}, opts...)
+	}
 	nc, err := nats.Connect(s.URL(), opts...)
 	if err != nil {
 		t.Fatalf("brokertest: connect: %v", err)
