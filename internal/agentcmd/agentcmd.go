@@ -118,6 +118,11 @@ Flags:
 			update = &agent.SelfUpdate{Exe: exe, ReleaseKeys: ring, HealthyAfter: cfg.HealthyAfter()}
 		}
 	}
+	signed, err := commandSigning(cfg)
+	if err != nil {
+		logger.Error("reading the signed-command settings", "err", err)
+		return ExitConfig
+	}
 	if err := os.MkdirAll(cfg.Agent.DataDir, 0o700); err != nil {
 		logger.Error("creating the data dir", "dir", cfg.Agent.DataDir, "err", err)
 		return ExitError
@@ -130,6 +135,8 @@ Flags:
 		Version:    buildinfo.Version,
 		Logger:     logger,
 		SelfUpdate: update,
+
+		CommandSigning: signed,
 	})
 	if err != nil {
 		logger.Error("invalid agent config", "err", err)

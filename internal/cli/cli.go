@@ -52,6 +52,7 @@ type app struct {
 	out, errOut    io.Writer
 	server         string
 	connectTimeout time.Duration
+	commandKey     string
 }
 
 // Main runs the CLI and returns the process exit code.
@@ -106,11 +107,12 @@ Then, from another terminal:
 	}
 	root.PersistentFlags().StringVarP(&a.server, "server", "s", def, "broker URL(s), comma-separated (env "+EnvServer+"); the token comes from "+EnvToken)
 	root.PersistentFlags().DurationVar(&a.connectTimeout, "connect-timeout", 5*time.Second, "how long to try to reach the broker")
+	root.PersistentFlags().StringVar(&a.commandKey, "command-key", "", commandKeyFlagHelp)
 	root.AddCommand(a.runCmd(), a.pingCmd(), a.jetstreamCmd(), a.serverCmd(), a.versionCmd())
 	root.AddCommand(a.stopCmds()...)
 	root.AddCommand(a.inventoryCmd())
 	root.AddCommand(a.configCmd(), a.agentCmd())
-	root.AddCommand(a.releaseKeyCmd())
+	root.AddCommand(a.releaseKeyCmd(), a.commandKeyCmd())
 	root.AddCommand(a.apiCmds()...)
 	root.AddCommand(a.benchCmd())
 	return root
