@@ -68,6 +68,9 @@ type Config struct {
 	// whose facts would be the same for every one of them, and collecting
 	// them would only load the machine under test.
 	NoHostFacts bool
+	// CommandSigning configures signed commands; nil trusts no command
+	// key and runs commands unsigned.
+	CommandSigning *CommandSigning
 }
 
 // SelfUpdate configures the self-updater.
@@ -117,6 +120,7 @@ type Agent struct {
 	restartOnce sync.Once
 	updater     *selfupdate.Updater
 	inv         *inventoryState
+	verify      *verifier
 }
 
 // New validates cfg and returns an Agent ready to Run.
@@ -155,6 +159,7 @@ func New(cfg Config) (*Agent, error) {
 	a.hb = newHeartbeats(a)
 	a.slots = newSlots(cfg.MaxConcurrent)
 	a.kills = newKillSwitch()
+	a.verify = newVerifier(cfg.CommandSigning, a.log, a.queueObs)
 	return a, nil
 }
 
@@ -215,6 +220,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	// process left "launching" must get its answer, not a second launch.
 	a.recover()
 	a.queueObs(wire.ObsAgentOnline, "online-"+nuid.Next(), map[string]string{"version": a.cfg.Version})
+	a.verify.load()
 
 	var bg sync.WaitGroup
 	bgCtx, stopBg := context.WithCancel(context.Background())
@@ -231,6 +237,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	bg.Go(func() { a.replays.loop(bgCtx) })
 	bg.Go(func() { a.hb.loop(bgCtx) })
 	bg.Go(func() { a.pruneLoop(bgCtx) })
+	bg.Go(func() { a.verify.reloadLoop(bgCtx) })
 	if !a.cfg.NoHostFacts {
 		bg.Go(func() { a.inventoryLoop(bgCtx) })
 		bg.Go(func() { a.hostPerfLoop(bgCtx) })

@@ -40,6 +40,9 @@ func (h *heartbeats) build() wire.Heartbeat {
 		MachineID:    h.machine,
 		OutboxDepth:  h.a.outbox.Depth(),
 		Groups:       h.a.gsubs.groups(),
+
+		CommandKeyFingerprints: h.a.verify.fingerprints(),
+		CommandSigning:         h.a.verify.mode(),
 	}
 	if d, _ := h.interval(); d > 0 {
 		hb.HeartbeatIntervalSecs = int((d + time.Second - 1) / time.Second)

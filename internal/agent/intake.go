@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -20,16 +21,28 @@ import (
 )
 
 // onCommand is the live subscription handler.
-func (a *Agent) onCommand(m *nats.Msg) { a.intake(m.Subject, m.Data, "live") }
+func (a *Agent) onCommand(m *nats.Msg) { a.intake(m.Subject, m.Header, m.Data, "live") }
 
-// intake decodes, validates and admits one command, then hands it to its
-// own goroutine: the subscription never blocks on a running script. Live
-// and replayed commands take exactly the same path.
-func (a *Agent) intake(subject string, body []byte, source string) {
+// intake checks, decodes, validates and admits one command, then hands it
+// to its own goroutine: the subscription never blocks on a running script.
+// Live and replayed commands take exactly the same path: addressed to this
+// agent?, signature (on the raw bytes, before any parsing), decode, admit.
+func (a *Agent) intake(subject string, h nats.Header, body []byte, source string) {
 	select {
 	case <-a.stopped:
 		return // not admitted: a replay at the next start will offer it again
 	default:
+	}
+	if !a.addressedToMe(subject) {
+		// A group left a moment ago, or a subject this agent never
+		// listens to: not ours to answer.
+		a.log.Debug("command not addressed to this agent dropped", "subject", subject, "source", source)
+		return
+	}
+	checked, err := a.verify.check(subject, h, body)
+	if err != nil {
+		a.refuse(subject, body, source, err)
+		return
 	}
 	cmd, err := decodeCommand(body)
 	if err != nil {
@@ -55,12 +68,26 @@ func (a *Agent) intake(subject string, body []byte, source string) {
 			map[string]string{"request_id": cmd.RequestID, "subject": subject})
 		return
 	}
+	if checked {
+		a.verify.record(subject, nil)
+	}
 	a.log.Info("command admitted", "request_id", cmd.RequestID, "exec_id", cmd.ExecID, "job", cmd.ID, "source", source)
 	a.runs.Add(1)
 	go func() {
 		defer a.runs.Done()
 		a.execute(cmd, entry.ResultID)
 	}()
+}
+
+// addressedToMe reports whether subject is one of the agent's command
+// subjects now: commands.all, commands.pc.<me>, or commands.group.<g> of a
+// group it is a member of.
+func (a *Agent) addressedToMe(subject string) bool {
+	if subject == wire.SubjectCommandsAll || subject == wire.SubjectCommandsPC(a.cfg.ID) {
+		return true
+	}
+	g, ok := strings.CutPrefix(subject, wire.SubjectCommandsGroup(""))
+	return ok && slices.Contains(a.gsubs.groups(), g)
 }
 
 // reject answers a command that cannot be run, when it names a request_id
@@ -331,7 +358,7 @@ func (r *replayer) replaySubjects(ctx context.Context, subjects []string) bool {
 			ok = false
 			continue
 		}
-		a.intake(m.Subject, m.Data, "replay")
+		a.intake(m.Subject, m.Header, m.Data, "replay")
 	}
 	return ok
 }

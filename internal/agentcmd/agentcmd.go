@@ -123,6 +123,11 @@ Flags:
 			update = &agent.SelfUpdate{Exe: exe, ReleaseKeys: ring, HealthyAfter: cfg.HealthyAfter()}
 		}
 	}
+	signed, err := commandSigning(cfg)
+	if err != nil {
+		logger.Error("reading the signed-command settings", "err", err)
+		return ExitConfig
+	}
 	if err := os.MkdirAll(cfg.Agent.DataDir, 0o700); err != nil {
 		logger.Error("creating the data dir", "dir", cfg.Agent.DataDir, "err", err)
 		return ExitError
@@ -136,7 +141,8 @@ Flags:
 		Logger:     logger,
 		SelfUpdate: update,
 
-		NATSOptions: natsOpts, // TLS (tls.go)
+		NATSOptions:    natsOpts, // TLS (tls.go)
+		CommandSigning: signed,
 	})
 	if err != nil {
 		logger.Error("invalid agent config", "err", err)

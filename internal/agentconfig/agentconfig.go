@@ -47,6 +47,9 @@ type Security struct {
 	// updates from; empty (and no registry value) accepts unsigned
 	// releases on their digest alone.
 	ReleaseKeysFile string `toml:"release_keys_file"`
+	// CommandKeysFile and RequireSignedCommands: see security.go.
+	CommandKeysFile       string `toml:"command_keys_file"`
+	RequireSignedCommands bool   `toml:"require_signed_commands"`
 }
 
 // Update is the [update] table.
@@ -101,13 +104,21 @@ path = '%s'
 [security]
 # release public keys (kanade release-key generate); empty: accept unsigned
 release_keys_file = '%s'
+# command public keys (kanade command-key generate); owned by root (or the
+# agent's user), not writable by group or others; re-read every minute
+command_keys_file = '%s'
+# true: run only commands signed by a key of command_keys_file (exit 123
+# otherwise). With an empty ring nothing is enforced (warned at start); a
+# missing or broken file refuses every command until it is fixed.
+require_signed_commands = false
 
 [update]
 # how long a new version must stay connected before it is trusted
 healthy_after = "30s"
 # true: never self-update this endpoint
 disabled = false
-`, hostinfo.Hostname(), DefaultDataDir(), filepath.Join(DefaultLogDir(), "agent.log"), filepath.Join(filepath.Dir(DefaultPath()), "release-keys.pub"))
+`, hostinfo.Hostname(), DefaultDataDir(), filepath.Join(DefaultLogDir(), "agent.log"), filepath.Join(filepath.Dir(DefaultPath()), "release-keys.pub"),
+		filepath.Join(filepath.Dir(DefaultPath()), "command-keys.pub"))
 }
 
 // Help is appended to every load error: it lists every way to fix it.

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kanade-project/kanade/internal/apiauth"
+	"github.com/kanade-project/kanade/internal/cmdsign"
 	"github.com/kanade-project/kanade/internal/fleetclient"
 	"github.com/kanade-project/kanade/internal/scheduler"
 	"github.com/kanade-project/kanade/internal/store"
@@ -39,6 +40,9 @@ type Deps struct {
 	Schedules *scheduler.Store
 	// Metrics adds backend figures to /metrics; nil for none.
 	Metrics func(w *MetricsWriter)
+	// CommandSigner signs the commands the API publishes (POST /api/run);
+	// nil publishes them unsigned.
+	CommandSigner *cmdsign.Signer
 }
 
 // Server is the HTTP handler.
@@ -55,6 +59,7 @@ func New(d Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	fc.Signer = d.CommandSigner
 	s := &Server{d: d, fleet: fc, mux: http.NewServeMux(), lat: newLatencies()}
 	s.routes()
 	return s, nil

@@ -53,6 +53,7 @@ type app struct {
 	server         string
 	connectTimeout time.Duration
 	natsCA         string // --nats-ca (tls.go)
+	commandKey     string
 }
 
 // Main runs the CLI and returns the process exit code.
@@ -108,11 +109,12 @@ Then, from another terminal:
 	root.PersistentFlags().StringVarP(&a.server, "server", "s", def, "broker URL(s), comma-separated (env "+EnvServer+"); the token comes from "+EnvToken)
 	root.PersistentFlags().DurationVar(&a.connectTimeout, "connect-timeout", 5*time.Second, "how long to try to reach the broker")
 	a.addTLSFlags(root)
+	root.PersistentFlags().StringVar(&a.commandKey, "command-key", "", commandKeyFlagHelp)
 	root.AddCommand(a.runCmd(), a.pingCmd(), a.jetstreamCmd(), a.serverCmd(), a.versionCmd())
 	root.AddCommand(a.stopCmds()...)
 	root.AddCommand(a.inventoryCmd())
 	root.AddCommand(a.configCmd(), a.agentCmd())
-	root.AddCommand(a.releaseKeyCmd())
+	root.AddCommand(a.releaseKeyCmd(), a.commandKeyCmd())
 	root.AddCommand(a.apiCmds()...)
 	root.AddCommand(a.benchCmd())
 	root.AddCommand(a.tlsCmd())

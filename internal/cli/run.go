@@ -45,11 +45,16 @@ answer" lists the agents that answered a survey at the start but sent no
 result; agents that are offline are not known without the backend.
 
 The script is everything after --, or the content of --file (- for stdin).
-An empty --shell means the PC's default: powershell on Windows, sh elsewhere.`,
+An empty --shell means the PC's default: powershell on Windows, sh elsewhere.
+
+With --command-key FILE (or KANADE_COMMAND_KEY) the command is signed for
+exactly this target and expires in 7 days; endpoints that require signed
+commands refuse anything else with exit 123 (see kanade command-key --help).`,
 		Example: `  kanade run pc-042 -- echo hi
   kanade run --all --timeout 2m -- hostname
   kanade run --group canary --shell cmd -- ver
-  kanade run pc-042 --file fix.ps1 --shell powershell`,
+  kanade run pc-042 --file fix.ps1 --shell powershell
+  kanade --command-key ~/.kanade/keys/command.key run pc-042 -- whoami`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.run(cmd, args, f)
 		},
@@ -98,11 +103,16 @@ func (a *app) run(cmd *cobra.Command, args []string, f runFlags) error {
 	default:
 		return &exitError{exitUsage, fmt.Sprintf("--shell %q: expected powershell, pwsh, cmd, sh or bash", f.shell)}
 	}
+	signer, err := a.commandSigner()
+	if err != nil {
+		return err
+	}
 	c, closeConn, err := a.connect(cmd.Context())
 	if err != nil {
 		return err
 	}
 	defer closeConn()
+	c.Signer = signer
 
 	command := wire.Command{
 		ID:          wire.AdhocJobID,

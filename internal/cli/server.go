@@ -28,6 +28,11 @@ The API needs credentials: ` + serverconfig.EnvAPIToken + ` (a static admin toke
 the token_file / jwt_secret_file options of [auth]. The broker token, if any,
 comes from ` + serverconfig.EnvNATSToken + `.
 
+With [security] command_key_file = "/etc/kanade/command.key" (mode 0600; see
+kanade command-key --help) the backend signs every command it publishes —
+jobs, waves, schedules and dashboard runs — for endpoints that require
+signed commands.
+
 --dev also runs an agent for this machine inside the server and turns API
 authentication OFF, so that one command gives a working fleet of one on a
 laptop. Never use --dev on a network.

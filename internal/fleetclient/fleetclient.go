@@ -4,7 +4,8 @@
 //
 // Commands are published through JetStream (stream EXEC captures
 // commands.>), so a successful Publish means the broker stored the command
-// and an agent that is offline now will replay it when it returns.
+// and an agent that is offline now will replay it when it returns. A
+// Client with a Signer signs every command it publishes.
 // Results are received on a core subscription made before the publish, so
 // none can arrive unseen.
 package fleetclient
@@ -21,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
+	"github.com/kanade-project/kanade/internal/cmdsign"
 	"github.com/kanade-project/kanade/internal/wire"
 )
 
@@ -28,6 +30,11 @@ import (
 type Client struct {
 	NC *nats.Conn
 	JS jetstream.JetStream
+	// Signer, when set, signs every command Publish sends: the signature
+	// headers cover the exact bytes published, the target and an expiry
+	// (see cmdsign). Nil publishes unsigned commands, which endpoints that
+	// require signatures refuse with exit 123.
+	Signer *cmdsign.Signer
 }
 
 // New wraps an existing connection.
@@ -94,7 +101,7 @@ func Prepare(cmd wire.Command) wire.Command {
 }
 
 // Publish stores cmd in EXEC on t's subject and waits for the broker's
-// acknowledgement.
+// acknowledgement. With a Signer the command carries its signature.
 func (c *Client) Publish(ctx context.Context, t Target, cmd wire.Command) error {
 	subj, err := t.Subject()
 	if err != nil {
@@ -104,7 +111,15 @@ func (c *Client) Publish(ctx context.Context, t Target, cmd wire.Command) error 
 	if err != nil {
 		return err
 	}
-	if _, err := c.JS.Publish(ctx, subj, b); err != nil {
+	msg := &nats.Msg{Subject: subj, Data: b}
+	if c.Signer != nil {
+		// Signed after marshalling: the signature covers the bytes on the
+		// wire, never a re-encoding of them.
+		if msg.Header, err = c.Signer.SignCommand(subj, b, cmd.DeadlineAt); err != nil {
+			return fmt.Errorf("signing the command for %s: %w", subj, err)
+		}
+	}
+	if _, err := c.JS.PublishMsg(ctx, msg); err != nil {
 		if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
 			return fmt.Errorf("publishing to %s: no JetStream stream captures it (run `kanade jetstream setup`): %w", subj, err)
 		}

@@ -95,6 +95,13 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	signer, err := cfg.CommandSigner()
+	if err != nil {
+		return err
+	}
+	if signer != nil {
+		log.Info("every command published by the backend is signed", "command_key", signer.KeyID())
+	}
 	auth := &apiauth.Authenticator{Disabled: o.Dev, Token: secrets.APIToken, JWTSecret: secrets.JWTSecret}
 	if !o.Dev && !o.NoHTTP && secrets.APIToken == "" && len(secrets.JWTSecret) == 0 {
 		return fmt.Errorf("the HTTP API needs credentials: set %s (a static admin token) or %s (HS256 secret, ≥ 32 bytes), or their *_file options in server.toml; use --dev for an unauthenticated local system", serverconfig.EnvAPIToken, serverconfig.EnvJWTSecret)
@@ -179,6 +186,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	fc.Signer = signer // the executor and the scheduler publish through fc
 	if err := jobs.Ensure(ctx, js, replicas); err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
@@ -214,7 +222,7 @@ func Run(ctx context.Context, o Options) error {
 	var hs *http.Server
 	if !o.NoHTTP {
 		h, err := api.New(api.Deps{NC: nc, JS: js, Auth: auth, Logger: log.With("component", "api"), Store: st,
-			Jobs: &api.Jobs{Catalog: catalog, Executor: executor}, Schedules: schedules, Metrics: metrics(st, proj, js, ret)})
+			Jobs: &api.Jobs{Catalog: catalog, Executor: executor}, Schedules: schedules, Metrics: metrics(st, proj, js, ret), CommandSigner: signer})
 		if err != nil {
 			return err
 		}

@@ -38,6 +38,7 @@ type Config struct {
 	HTTP      HTTP      `toml:"http"`
 	Auth      Auth      `toml:"auth"`
 	Retention Retention `toml:"retention"`
+	Security  Security  `toml:"security"`
 }
 
 // NATS is the [nats] table.

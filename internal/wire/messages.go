@@ -128,7 +128,41 @@ type Heartbeat struct {
 	// judges "offline after 3 intervals" by the interval this PC uses.
 	HeartbeatIntervalSecs int      `json:"heartbeat_interval_secs,omitempty"`
 	Groups                []string `json:"groups,omitempty"`
+	// CommandKeyFingerprints are the ids of the command keys the agent
+	// trusts. Always sent, [] when none, so "trusts no key" is told apart
+	// from an agent too old to report it.
+	CommandKeyFingerprints KeyIDs `json:"command_key_fingerprints"`
+	// CommandSigning is whether the agent enforces signed commands: one
+	// of the CommandSigning* values.
+	CommandSigning string `json:"command_signing,omitempty"`
 }
+
+// KeyIDs is a list of key ids that encodes as [] rather than null when
+// empty.
+type KeyIDs []string
+
+// MarshalJSON encodes a nil list as [].
+func (k KeyIDs) MarshalJSON() ([]byte, error) {
+	if k == nil {
+		return []byte("[]"), nil
+	}
+	return json.Marshal([]string(k))
+}
+
+// Values of Heartbeat.CommandSigning.
+const (
+	// CommandSigningOff: require_signed_commands is off; every command
+	// runs, signed or not.
+	CommandSigningOff = "off"
+	// CommandSigningEnforced: only commands signed by a trusted key run.
+	CommandSigningEnforced = "enforced"
+	// CommandSigningNoKeys: the switch is on but the key ring is empty, so
+	// nothing is enforced (the agent warns).
+	CommandSigningNoKeys = "no_keys"
+	// CommandSigningFailClosed: the switch is on but the key ring could
+	// not be read; every command is refused until it can.
+	CommandSigningFailClosed = "fail_closed"
+)
 
 // ObsEvent is a timeline event published on obs.<pc>.
 type ObsEvent struct {
@@ -144,4 +178,9 @@ type ObsEvent struct {
 const (
 	ObsAgentOnline = "agent_online"
 	ObsAgentUpdate = "agent_update"
+	// ObsCommandVerification reports a change of the agent's signed-command
+	// verification state (refusing for a reason, or verifying again).
+	ObsCommandVerification = "command_verification"
+	// ObsCommandKeys reports a command key ring that could not be (re)loaded.
+	ObsCommandKeys = "command_keys"
 )
