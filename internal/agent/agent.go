@@ -268,8 +268,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		a.outbox.Flush(flushCtx, a.publisher())
 		cancel()
+		// Only while connected: a Flush on a connection still trying to
+		// reach its broker waits out its whole timeout, which made an agent
+		// that never connected take 10 s to stop (a Windows service stop).
+		_ = nc.FlushTimeout(2 * time.Second)
 	}
-	_ = nc.Flush()
 	if restarting {
 		return ErrRestart
 	}
