@@ -183,6 +183,11 @@ func checkVersion(s string) error {
 			return fmt.Errorf("target_version %q may contain only letters, digits and . - + _", s)
 		}
 	}
+	// The same rule as release.CheckVersion: the agent builds its
+	// staging file name from the version, so no path-like dots.
+	if strings.HasPrefix(s, ".") || strings.Contains(s, "..") {
+		return fmt.Errorf("target_version %q must not start with '.' or contain \"..\"", s)
+	}
 	return nil
 }
 

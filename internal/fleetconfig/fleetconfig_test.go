@@ -569,13 +569,7 @@ func FuzzParseLayerResolve(f *testing.F) {
 		}
 		pc := parse("pc", c)
 		res := fleetconfig.Resolve(fleetconfig.Defaults(cpus), global, groups, pc)
-		e := res.Effective
-		if e.HeartbeatInterval.D() < time.Second || e.MaxLocalConcurrent < 1 {
-			t.Fatalf("unusable config: %+v", e)
-		}
-		if e.InventoryInterval.D() < time.Minute || e.TargetVersionJitter < 0 || e.InventoryJitter < 0 {
-			t.Fatalf("out-of-range config: %+v", e)
-		}
+		checkInBounds(t, res.Effective)
 		for field, src := range res.Sources {
 			if _, ok := fleetconfig.FieldByName(field); !ok {
 				t.Fatalf("source for unknown field %q", field)

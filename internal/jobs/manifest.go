@@ -303,7 +303,7 @@ func CheckVersion(v string) error {
 
 // YAML returns the canonical stored form of the manifest.
 func (m Manifest) YAML() ([]byte, error) {
-	return yaml.Marshal(m)
+	return strictyaml.Marshal(m)
 }
 
 // Command builds the command template of the job: id, version, shell,

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -227,7 +228,11 @@ func (p Plan) validate(r *strictyaml.Report) {
 			if i == 0 && w.Delay != 0 {
 				r.Add(path+".delay", "the first wave is published at once; its delay must be 0s (got %s)", w.Delay)
 			}
-			span += w.Delay.D()
+			// Saturating: delays near the int64 limit would wrap the
+			// sum negative, and a negative span passes the check below.
+			if d := w.Delay.D(); d > 0 {
+				span += min(d, math.MaxInt64-span)
+			}
 		}
 		if span > MaxRolloutSpan {
 			r.Add("rollout.waves", "the waves span %s; at most %s", Duration(span), Duration(MaxRolloutSpan))

@@ -67,6 +67,9 @@ func TestParsePlanRejects(t *testing.T) {
 		{"pct not a number", "rollout: {waves: [{group: a}], stop_if_failed_pct: lots}\n", "rollout.stop_if_failed_pct: expected a number"},
 		{"span too long", "rollout: {waves: [{group: a}, {group: b, delay: 5d}, {group: c, delay: 3d}]}\n", "rollout.waves: the waves span 8d; at most 7d"},
 		{"bad exec_id", "exec_id: a.b\ntarget: {all: true}\n", "exec_id: exec_id \"a.b\" may contain only"},
+		// Found by FuzzParsePlan: the sum wrapped past the int64 limit
+		// to a negative span, which passed the check.
+		{"span that overflows", "rollout: {waves: [{group: a}, {group: b, delay: 106751d}, {group: c, delay: 106751d}]}\n", "rollout.waves: the waves span 2562047h47m16.854775807s; at most 7d"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

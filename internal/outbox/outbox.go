@@ -662,9 +662,32 @@ func checkEntry(e Entry) error {
 		return fmt.Errorf("%w: no subject or data", errCorrupt)
 	}
 	for _, a := range e.Attachments {
-		if a.File == "" || a.File != filepath.Base(a.File) || a.Bucket == "" || a.Key == "" {
+		if !attachmentName(a.File) || a.Bucket == "" || a.Key == "" {
 			return fmt.Errorf("%w: bad attachment %+v", errCorrupt, a)
 		}
 	}
 	return nil
+}
+
+// attachmentName reports whether f is a name Enqueue gives an attachment,
+// <20-digit seq>_<SafeName>.att<n>. The drain opens, renames and deletes
+// the file an entry names, so a name read back from disk must not be
+// "..", a path, a Windows drive or stream ("C:x", "x:ads") or a device:
+// filepath.Base alone lets ".." and "x:y" through.
+func attachmentName(f string) bool {
+	base, n, ok := strings.Cut(f, ".att")
+	if !ok || n == "" || len(n) > 6 || len(base) < 21 || len(base) > 21+safeNameMax || base[20] != '_' {
+		return false
+	}
+	for _, c := range []byte(base[:20] + n) {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	for _, c := range []byte(base[21:]) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '~') {
+			return false
+		}
+	}
+	return true
 }

@@ -74,7 +74,9 @@ func Publish(ctx context.Context, js jetstream.JetStream, o PublishOptions) (Rec
 	return rec, nil
 }
 
-// CheckVersion validates a version label (it is part of object names).
+// CheckVersion validates a version label. It is part of object names and,
+// on the agent, of the staging file name, so besides the character set it
+// refuses the path-like "." and ".." forms: a leading dot or "..".
 func CheckVersion(v string) error {
 	if v == "" || len(v) > 64 {
 		return errors.New("version must be 1-64 characters")
@@ -83,6 +85,9 @@ func CheckVersion(v string) error {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(".-+_", r)) {
 			return fmt.Errorf("version %q may contain only letters, digits and . - + _", v)
 		}
+	}
+	if strings.HasPrefix(v, ".") || strings.Contains(v, "..") {
+		return fmt.Errorf("version %q must not start with '.' or contain \"..\"", v)
 	}
 	return nil
 }

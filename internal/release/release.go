@@ -105,8 +105,11 @@ func Check(objectName string, objectSize uint64, rec Record, raw, sig []byte, ri
 	if rec.Size < 0 || uint64(rec.Size) != objectSize {
 		return fmt.Errorf("release record says %d bytes but the object has %d", rec.Size, objectSize)
 	}
-	if len(rec.SHA256) != 64 {
-		return errors.New("release record has no valid sha256")
+	if !isDigest(rec.SHA256) {
+		// Checked before the download: a digest the download's
+		// lowercase hex can never equal would cost a full download to
+		// refuse.
+		return fmt.Errorf("release record sha256 %q is not 64 lowercase hex digits", rec.SHA256)
 	}
 	if ring.Len() == 0 {
 		return nil
@@ -115,4 +118,18 @@ func Check(objectName string, objectSize uint64, rec Record, raw, sig []byte, ri
 		return fmt.Errorf("release signature: %w", err)
 	}
 	return nil
+}
+
+// isDigest reports whether s is a SHA-256 in lowercase hex, as Publish
+// writes it and Fetch compares it.
+func isDigest(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }

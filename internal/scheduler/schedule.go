@@ -280,7 +280,7 @@ func (s Schedule) Next(t time.Time) time.Time {
 }
 
 // YAML returns the canonical stored form.
-func (s Schedule) YAML() ([]byte, error) { return yaml.Marshal(s) }
+func (s Schedule) YAML() ([]byte, error) { return strictyaml.Marshal(s) }
 
 // cronKey identifies the cron expression and zone of an enabled schedule;
 // when it changes (or the schedule is re-enabled), missed slots are not

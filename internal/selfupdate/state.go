@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/kanade-project/kanade/internal/atomicfile"
+	"github.com/kanade-project/kanade/internal/release"
 )
 
 // MaxFailedBoots is how many boots a freshly swapped version gets to reach
@@ -163,4 +164,27 @@ func swapIn(exe, src string) error {
 	}
 	atomicfile.SyncDir(filepath.Dir(exe))
 	return nil
+}
+
+// stagingPath is the file a download of the release object name goes to:
+// <dir>/<version>_<os>-<arch>.download. The name is built from KV content
+// (target_version), so it is checked again here, where it becomes a path:
+// a version release.CheckVersion refuses, or an os or arch that is not a
+// plain lowercase word, never gets a file.
+func stagingPath(dir, name string) (string, error) {
+	version, goos, arch, ok := release.ParseObjectName(name)
+	if !ok {
+		return "", fmt.Errorf("release name %q is not <version>/<os>-<arch>", name)
+	}
+	if err := release.CheckVersion(version); err != nil {
+		return "", fmt.Errorf("release name %q: %w", name, err)
+	}
+	for _, w := range []string{goos, arch} {
+		for _, c := range []byte(w) {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+				return "", fmt.Errorf("release name %q: platform %q is not <os>-<arch> in lowercase letters and digits", name, goos+"-"+arch)
+			}
+		}
+	}
+	return filepath.Join(dir, version+"_"+goos+"-"+arch+".download"), nil
 }

@@ -255,6 +255,13 @@ func (u *Updater) attempt(ctx context.Context, target string, jitter time.Durati
 	if target == "" || target == u.o.Version {
 		return
 	}
+	// The target comes from KV and names the object and the staging
+	// file: refuse anything that is not a plain version label before it
+	// reaches a path.
+	if err := release.CheckVersion(target); err != nil {
+		u.refuse(target, fmt.Errorf("target_version: %w", err))
+		return
+	}
 	if slices.Contains(u.f.quarantine(), target) {
 		log.Warn("target is quarantined on this endpoint (it failed to boot here); not installing it")
 		u.o.Obs(ObsUpdateRefused, "refused-"+target+"-quarantined", map[string]string{"target": target, "reason": "quarantined"})
@@ -338,8 +345,12 @@ func (u *Updater) refuse(target string, err error) {
 // *refusal.
 func (u *Updater) download(ctx context.Context, name string) (string, error) {
 	version, _, _, _ := release.ParseObjectName(name)
+	dst, err := stagingPath(u.o.StagingDir, name)
+	if err != nil {
+		u.refuse(version, err)
+		return "", &refusal{err}
+	}
 	var out *os.File
-	var dst string
 	rec, n, err := Fetch(ctx, u.o.JS, name, u.o.Ring, func(release.Record) (io.Writer, error) {
 		// Only a release whose record verified gets a staging file.
 		if u.o.Ring.Len() == 0 {
@@ -351,7 +362,6 @@ func (u *Updater) download(ctx context.Context, name string) (string, error) {
 		if err := os.MkdirAll(u.o.StagingDir, 0o700); err != nil {
 			return nil, fmt.Errorf("staging dir: %w", err)
 		}
-		dst = filepath.Join(u.o.StagingDir, strings.ReplaceAll(name, "/", "_")+".download")
 		f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o700)
 		if err != nil {
 			return nil, fmt.Errorf("staging file: %w", err)

@@ -11,11 +11,13 @@ package strictyaml
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -109,12 +111,19 @@ type Field struct {
 	Check func(r *Report, path string, n *yaml.Node)
 }
 
+// MaxProblems bounds the problems a Report keeps. Without it a 1 MiB
+// document of unknown keys made an 11 MB error (and 100 MiB of garbage),
+// which no one reads past the first screen; the rest are counted.
+const MaxProblems = 50
+
 // Report collects the problems found in a document and the line of every
 // path visited, so that later semantic checks can point at lines too.
 type Report struct {
 	What     string
 	Problems []Problem
 	lines    map[string]int
+	// dropped counts the problems found beyond MaxProblems.
+	dropped int
 }
 
 // NewReport returns an empty report about a document called what.
@@ -136,7 +145,25 @@ func (r *Report) Line(path string) int {
 
 // Add records a problem at path.
 func (r *Report) Add(path, format string, args ...any) {
-	r.Problems = append(r.Problems, Problem{Path: path, Line: r.Line(path), Msg: fmt.Sprintf(format, args...)})
+	if r.room() {
+		r.Problems = append(r.Problems, Problem{Path: path, Line: r.Line(path), Msg: fmt.Sprintf(format, args...)})
+	}
+}
+
+func (r *Report) add(p Problem) {
+	if r.room() {
+		r.Problems = append(r.Problems, p)
+	}
+}
+
+// room reports whether one more problem is kept; one that is not is
+// counted.
+func (r *Report) room() bool {
+	if len(r.Problems) < MaxProblems {
+		return true
+	}
+	r.dropped++
+	return false
 }
 
 // Err returns the problems as an *Error, or nil.
@@ -144,7 +171,11 @@ func (r *Report) Err() error {
 	if len(r.Problems) == 0 {
 		return nil
 	}
-	return &Error{What: r.What, Problems: r.Problems}
+	ps := r.Problems
+	if r.dropped > 0 {
+		ps = append(slices.Clip(ps), Problem{Msg: fmt.Sprintf("%d more problems not shown; fix the ones above first", r.dropped)})
+	}
+	return &Error{What: r.What, Problems: ps}
 }
 
 // Join builds a child path.
@@ -355,18 +386,20 @@ func (r *Report) walkMap(path string, n *yaml.Node, fields []Field) {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := resolve(n.Content[i]), n.Content[i+1]
 		if k.Kind != yaml.ScalarNode {
-			r.Problems = append(r.Problems, Problem{Path: path, Line: k.Line, Msg: "keys must be plain names"})
+			r.add(Problem{Path: path, Line: k.Line, Msg: "keys must be plain names"})
 			continue
 		}
 		p := Join(path, k.Value)
 		if first, dup := seen[k.Value]; dup {
-			r.Problems = append(r.Problems, Problem{Path: p, Line: k.Line, Msg: fmt.Sprintf("duplicate key (first set at line %d)", first)})
+			r.add(Problem{Path: p, Line: k.Line, Msg: fmt.Sprintf("duplicate key (first set at line %d)", first)})
 			continue
 		}
 		seen[k.Value] = k.Line
 		idx := slices.Index(names, k.Value)
 		if idx < 0 {
-			r.Problems = append(r.Problems, Problem{Path: p, Line: k.Line, Msg: fmt.Sprintf("unknown key (expected one of %s)", strings.Join(names, ", "))})
+			if r.room() {
+				r.Problems = append(r.Problems, Problem{Path: p, Line: k.Line, Msg: fmt.Sprintf("unknown key (expected one of %s)", strings.Join(names, ", "))})
+			}
 			continue
 		}
 		r.lines[p] = k.Line
@@ -374,7 +407,7 @@ func (r *Report) walkMap(path string, n *yaml.Node, fields []Field) {
 	}
 	for _, f := range fields {
 		if _, ok := seen[f.Name]; !ok && f.Required {
-			r.Problems = append(r.Problems, Problem{Path: Join(path, f.Name), Line: n.Line, Msg: "is required"})
+			r.add(Problem{Path: Join(path, f.Name), Line: n.Line, Msg: "is required"})
 		}
 	}
 }
@@ -453,4 +486,108 @@ func fromJSON(data []byte) (*yaml.Node, error) {
 		return nil, fmt.Errorf("unexpected token %v", tok)
 	}
 	return value()
+}
+
+// Marshal is yaml.Marshal for documents that are stored and read back
+// (job manifests, schedules): a string go-yaml would write in a form it
+// cannot read back is written double-quoted instead. go-yaml writes a
+// multi-line string as a literal block (readable, for scripts) but fails
+// on the block it wrote when the first line starts with a tab ("found a
+// tab character where an indentation space is expected"); without this, a
+// script indented with tabs was stored in a form no reader could load.
+func Marshal(v any) ([]byte, error) {
+	// Placeholders are random, so no string of v can be mistaken for one.
+	var nonce [16]byte
+	_, _ = rand.Read(nonce[:])
+	orig := map[string]string{}
+	sub := substitute(reflect.ValueOf(v), func(s string) (string, bool) {
+		if readsBack(s) {
+			return s, false
+		}
+		p := fmt.Sprintf("kanade-%x-%d", nonce, len(orig))
+		orig[p] = s
+		return p, true
+	})
+	if len(orig) == 0 {
+		return yaml.Marshal(v)
+	}
+	// Node.Encode parses what it encodes, so the unreadable strings are
+	// put back only into the node tree, with a style that reads back.
+	var n yaml.Node
+	if err := n.Encode(sub.Interface()); err != nil {
+		return nil, err
+	}
+	restore(&n, orig)
+	return yaml.Marshal(&n)
+}
+
+// readsBack reports whether go-yaml reads s, written in the style it
+// chooses, back as s.
+func readsBack(s string) bool {
+	out, err := yaml.Marshal(map[string]string{"v": s})
+	if err != nil {
+		return false
+	}
+	var back map[string]string
+	return yaml.Unmarshal(out, &back) == nil && back["v"] == s
+}
+
+func restore(n *yaml.Node, orig map[string]string) {
+	if s, ok := orig[n.Value]; ok && n.Kind == yaml.ScalarNode {
+		n.Value, n.Style, n.Tag = s, yaml.DoubleQuotedStyle, "!!str"
+	}
+	for _, c := range n.Content {
+		restore(c, orig)
+	}
+}
+
+// substitute returns a copy of v with every string replaced by repl when
+// repl says so (v itself is left alone). Structs with unexported fields
+// (time.Time) are copied whole.
+func substitute(v reflect.Value, repl func(string) (string, bool)) reflect.Value {
+	switch v.Kind() {
+	case reflect.String:
+		if s, ok := repl(v.String()); ok {
+			out := reflect.New(v.Type()).Elem()
+			out.SetString(s)
+			return out
+		}
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			e := substitute(v.Elem(), repl)
+			if v.Kind() == reflect.Interface {
+				return e
+			}
+			p := reflect.New(e.Type())
+			p.Elem().Set(e)
+			return p
+		}
+	case reflect.Struct:
+		out := reflect.New(v.Type()).Elem()
+		out.Set(v)
+		for i := range v.NumField() {
+			if !v.Type().Field(i).IsExported() {
+				return v
+			}
+			out.Field(i).Set(substitute(v.Field(i), repl))
+		}
+		return out
+	case reflect.Slice:
+		if !v.IsNil() {
+			out := reflect.MakeSlice(v.Type(), v.Len(), v.Len())
+			for i := range v.Len() {
+				out.Index(i).Set(substitute(v.Index(i), repl))
+			}
+			return out
+		}
+	case reflect.Map:
+		if !v.IsNil() {
+			out := reflect.MakeMapWithSize(v.Type(), v.Len())
+			for it := v.MapRange(); it.Next(); {
+				out.SetMapIndex(it.Key(), substitute(it.Value(), repl))
+			}
+			return out
+		}
+	}
+	return v
 }
