@@ -2,9 +2,7 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -44,7 +42,7 @@ func (a *Agent) intake(subject string, h nats.Header, body []byte, source string
 		a.refuse(subject, body, source, err)
 		return
 	}
-	cmd, err := decodeCommand(body)
+	cmd, err := wire.DecodeCommand(body)
 	if err != nil {
 		a.reject(subject, body, source, err)
 		return
@@ -94,11 +92,11 @@ func (a *Agent) addressedToMe(subject string) bool {
 // to answer; it is admitted to the ledger so a replay does not answer twice.
 func (a *Agent) reject(subject string, body []byte, source string, cause error) {
 	a.log.Error("rejected command", "subject", subject, "source", source, "err", cause, "bytes", len(body))
-	rid := recoverRequestID(body)
+	rid := wire.RecoverRequestID(body)
 	if rid == "" {
 		return
 	}
-	execID := recoverString(body, "exec_id", "job_id")
+	execID := wire.RecoverString(body, "exec_id", "job_id")
 	verdict, entry, err := a.ledger.Admit(rid, execID, body, nuid.Next())
 	if err != nil || verdict != ledger.New {
 		return
@@ -119,77 +117,6 @@ func (a *Agent) reject(subject string, body []byte, source string, cause error) 
 	})
 }
 
-// decodeCommand parses and validates a Command. Every field that ends up
-// in a subject or a file name is checked here.
-func decodeCommand(b []byte) (wire.Command, error) {
-	var c wire.Command
-	if err := json.Unmarshal(b, &c); err != nil {
-		return c, fmt.Errorf("not a Command JSON object: %w", err)
-	}
-	if err := wire.CheckToken("request_id", c.RequestID); err != nil {
-		return c, err
-	}
-	if c.ExecID == "" {
-		c.ExecID = c.RequestID
-	}
-	if err := wire.CheckToken("exec_id", c.ExecID); err != nil {
-		return c, err
-	}
-	if strings.TrimSpace(c.Script) == "" {
-		return c, errors.New("script is empty: nothing to run")
-	}
-	switch c.Shell {
-	case "", wire.ShellPowerShell, wire.ShellPwsh, wire.ShellCmd, wire.ShellSh, wire.ShellBash:
-	default:
-		return c, fmt.Errorf("unknown shell %q: expected powershell, pwsh, cmd, sh, bash or empty for the platform default", c.Shell)
-	}
-	if c.TimeoutSecs < 0 || c.JitterSecs < 0 {
-		return c, errors.New("timeout_secs and jitter_secs must not be negative")
-	}
-	if c.Retry != nil && (c.Retry.Max < 0 || c.Retry.BackoffSecs < 0) {
-		return c, errors.New("retry.max and retry.backoff_secs must not be negative")
-	}
-	if c.Staleness != nil {
-		switch c.Staleness.Mode {
-		case "", wire.StalenessCached, wire.StalenessUnchecked:
-		case wire.StalenessStrict:
-			if c.Staleness.MaxCacheAge <= 0 {
-				return c, errors.New("staleness mode strict needs a positive max_cache_age, e.g. \"10m\"")
-			}
-		default:
-			return c, fmt.Errorf("unknown staleness mode %q: expected cached, strict or unchecked", c.Staleness.Mode)
-		}
-	}
-	if c.ID == "" {
-		c.ID = wire.AdhocJobID
-	}
-	return c, nil
-}
-
-// recoverRequestID digs a usable request_id out of a payload that failed
-// validation, so the sender still gets an answer.
-func recoverRequestID(b []byte) string {
-	rid := recoverString(b, "request_id")
-	if !wire.ValidToken(rid) {
-		return ""
-	}
-	return rid
-}
-
-func recoverString(b []byte, keys ...string) string {
-	var m map[string]json.RawMessage
-	if json.Unmarshal(b, &m) != nil {
-		return ""
-	}
-	for _, k := range keys {
-		var s string
-		if json.Unmarshal(m[k], &s) == nil && s != "" {
-			return s
-		}
-	}
-	return ""
-}
-
 // recover settles what the previous process left unfinished.
 func (a *Agent) recover() {
 	entries, err := a.ledger.Unfinished()
@@ -206,7 +133,7 @@ func (a *Agent) recover() {
 				continue
 			}
 			a.log.Warn("a command was running when the agent stopped; reporting outcome unknown", "request_id", e.RequestID, "exec_id", e.ExecID)
-			cmd, _ := decodeCommand(e.Command)
+			cmd, _ := wire.DecodeCommand(e.Command)
 			now := time.Now().UTC()
 			a.finish(wire.ExecResult{
 				ResultID:   e.ResultID,
@@ -223,7 +150,7 @@ func (a *Agent) recover() {
 		case ledger.Admitted:
 			// Admitted but never launched: running it now is its first
 			// and only launch.
-			cmd, err := decodeCommand(e.Command)
+			cmd, err := wire.DecodeCommand(e.Command)
 			if err != nil {
 				_ = a.ledger.Mark(e.RequestID, ledger.Done)
 				continue

@@ -268,14 +268,14 @@ func (v *verifier) reload() {
 // refused command must never become runnable through a crash at the wrong
 // moment (the marker does not decode as a command).
 func (a *Agent) refuse(subject string, body []byte, source string, cause error) {
-	rid := recoverRequestID(body)
+	rid := wire.RecoverRequestID(body)
 	log := a.log.With("security", true, "reason", stateOf(cause), "subject", subject, "source", source, "request_id", rid)
 	if rid == "" {
 		log.Warn("security: command refused; no request_id to answer", "err", cause, "bytes", len(body))
 		a.verify.record(subject, cause)
 		return
 	}
-	execID := recoverString(body, "exec_id", "job_id")
+	execID := wire.RecoverString(body, "exec_id", "job_id")
 	marker, _ := json.Marshal(map[string]string{"refused": "signature", "body_sha256": ledger.BodyHash(body)})
 	verdict, entry, err := a.ledger.Admit(rid, execID, marker, nuid.Next())
 	switch {

@@ -5,14 +5,27 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 )
 
-// FuzzCommandDecode checks that decoding arbitrary bytes into a Command never
-// panics, and that whatever decodes re-encodes into bytes that decode to an
-// equal Command (and re-encode identically): the agent persists and
-// republishes commands, so the encoding must be a fixed point.
-func FuzzCommandDecode(f *testing.F) {
+// FuzzDecodeCommand feeds arbitrary bytes, as any publisher on commands.*
+// could, to the Command decoding and to the agent's validation.
+//
+// Decoding: whatever decodes re-encodes into bytes that decode to an equal
+// Command and re-encode identically; the agent persists and republishes
+// commands, so the encoding must be a fixed point.
+//
+// Validation (DecodeCommand): whatever it accepts is safe to act on: the
+// ids are subject tokens (they become subjects, KV keys and, through the
+// ledger and outbox, file names), the script is not blank, the shell is one
+// the runner knows, nothing is negative; and the accepted command survives
+// the ledger's re-encoding unchanged, so a recovery after a crash runs
+// exactly what was admitted. Whatever it refuses comes with a message for
+// the stderr of the error result, answered on a request_id that is itself
+// a valid token or on nothing.
+func FuzzDecodeCommand(f *testing.F) {
 	golden, err := os.ReadFile(filepath.Join("testdata", "command.json"))
 	if err != nil {
 		f.Fatal(err)
@@ -34,12 +47,23 @@ func FuzzCommandDecode(f *testing.F) {
 		`{"EXEC_ID":"upper","Job_Id":"mixed"}`,
 		`null`,
 		`{}`,
+		`{"id":"adhoc-run","request_id":"r1","exec_id":"e1","script":"echo hi"}`,
+		`{"request_id":"r1","script":"echo hi","shell":"pwsh","staleness":{"mode":"strict","max_cache_age":"10m"}}`,
+		`{"request_id":"r1","job_id":"legacy","script":"x","retry":{"max":2,"backoff_secs":5}}`,
+		`{"request_id":"r1","exec_id":"e1"}`,
+		`{"request_id":"r1","exec_id":"e1","script":" \t\r\n"}`,
+		`{"request_id":"../../x","script":"echo"}`,
+		`{"request_id":"r1","exec_id":"a.b","script":"echo"}`,
+		`{"request_id":"r1","script":"echo","shell":"fish"}`,
+		`{"request_id":"r1","script":"echo","timeout_secs":-1}`,
+		`{"request_id":"r1","script":"echo","staleness":{"mode":"strict"}}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var c1 Command
 		if err := json.Unmarshal(in, &c1); err != nil {
+			checkValidation(t, in)
 			return
 		}
 		b1, err := json.Marshal(c1)
@@ -57,7 +81,61 @@ func FuzzCommandDecode(f *testing.F) {
 		if err != nil || string(b1) != string(b2) {
 			t.Fatalf("re-encoding is not stable (%v):\n%s\n%s", err, b1, b2)
 		}
+		checkValidation(t, in)
 	})
+}
+
+func checkValidation(t *testing.T, body []byte) {
+	c, err := DecodeCommand(body)
+	if err != nil {
+		if err.Error() == "" {
+			t.Fatalf("refused %q with an empty message", body)
+		}
+		if rid := RecoverRequestID(body); rid != "" && !ValidToken(rid) {
+			t.Fatalf("refusal of %q would be answered on request_id %q, not a subject token", body, rid)
+		}
+		return
+	}
+	checkAccepted(t, body, c)
+	again, err := json.Marshal(c)
+	if err != nil {
+		t.Fatalf("accepted %q but cannot re-encode it: %v", body, err)
+	}
+	c2, err := DecodeCommand(again)
+	if err != nil {
+		t.Fatalf("accepted %q, refused its re-encoding %s: %v", body, again, err)
+	}
+	if !commandsEqual(c, c2) {
+		t.Fatalf("re-encoding changed the command\ninput: %q\nfirst:  %#v\nsecond: %#v", body, c, c2)
+	}
+}
+
+func checkAccepted(t *testing.T, body []byte, c Command) {
+	t.Helper()
+	fail := func(what string) { t.Fatalf("accepted %q with %s: %#v", body, what, c) }
+	if !ValidToken(c.RequestID) || !ValidToken(c.ExecID) {
+		fail("an id that is not a subject token")
+	}
+	if strings.TrimSpace(c.Script) == "" {
+		fail("a blank script")
+	}
+	if !slices.Contains([]string{"", ShellPowerShell, ShellPwsh, ShellCmd, ShellSh, ShellBash}, c.Shell) {
+		fail("an unknown shell")
+	}
+	if c.TimeoutSecs < 0 || c.JitterSecs < 0 || c.Retry != nil && (c.Retry.Max < 0 || c.Retry.BackoffSecs < 0) {
+		fail("a negative number")
+	}
+	if s := c.Staleness; s != nil {
+		if !slices.Contains([]string{"", StalenessCached, StalenessStrict, StalenessUnchecked}, s.Mode) {
+			fail("an unknown staleness mode")
+		}
+		if s.MaxCacheAge < 0 || s.Mode == StalenessStrict && s.MaxCacheAge == 0 {
+			fail("an unusable max_cache_age")
+		}
+	}
+	if c.ID == "" {
+		fail("no job id")
+	}
 }
 
 // commandsEqual compares Commands, treating deadlines as equal when they are
