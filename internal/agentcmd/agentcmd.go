@@ -108,6 +108,10 @@ Flags:
 		logger.Error("reading the NATS token", "err", err)
 		return ExitConfig
 	}
+	natsOpts, ok := nkeyOptions(cfg, logger)
+	if !ok {
+		return ExitConfig
+	}
 	var update *agent.SelfUpdate
 	if bootOK && !cfg.Update.Disabled {
 		ring, source, rerr := cfg.ReleaseKeys()
@@ -130,6 +134,8 @@ Flags:
 		Version:    buildinfo.Version,
 		Logger:     logger,
 		SelfUpdate: update,
+		// The NKey, when the broker enforces roles (nkey.go).
+		NATSOptions: natsOpts,
 	})
 	if err != nil {
 		logger.Error("invalid agent config", "err", err)

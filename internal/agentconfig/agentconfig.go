@@ -64,6 +64,9 @@ type Agent struct {
 	ID       string   `toml:"id"`
 	NATSURLs []string `toml:"nats_urls"`
 	DataDir  string   `toml:"data_dir"`
+	// NKeyFile is the root-only file holding this agent's NKey seed
+	// (kanade agent enroll); see nkey.go.
+	NKeyFile string `toml:"nkey_file"`
 }
 
 // Log is the [log] table.
@@ -83,6 +86,10 @@ id = "%s"
 nats_urls = ["nats://kanade.example.internal:4222"]
 # where the outbox, ledger and staged updates live
 data_dir = '%s'
+# brokers with [nats] auth = "nkeys": this agent's seed (kanade agent enroll),
+# a root-only file (mode 0600); on Windows the registry value
+# HKLM\SOFTWARE\Kanade\Agent\NatsNkeySeed is used first
+# nkey_file = '%s'
 
 [log]
 # debug | info | warn | error
@@ -99,7 +106,7 @@ release_keys_file = '%s'
 healthy_after = "30s"
 # true: never self-update this endpoint
 disabled = false
-`, hostinfo.Hostname(), DefaultDataDir(), filepath.Join(DefaultLogDir(), "agent.log"), filepath.Join(filepath.Dir(DefaultPath()), "release-keys.pub"))
+`, hostinfo.Hostname(), DefaultDataDir(), filepath.Join(filepath.Dir(DefaultPath()), "nkey.seed"), filepath.Join(DefaultLogDir(), "agent.log"), filepath.Join(filepath.Dir(DefaultPath()), "release-keys.pub"))
 }
 
 // Help is appended to every load error: it lists every way to fix it.
@@ -109,9 +116,10 @@ func Help() string {
   2. the %s environment variable
   3. %s
 The NATS token, if the broker needs one, comes from the %s environment variable%s, never from the file.
+%s
 A complete agent.toml:
 
-%s`, EnvConfig, DefaultPath(), EnvToken, tokenHelpSuffix(), Example())
+%s`, EnvConfig, DefaultPath(), EnvToken, tokenHelpSuffix(), nkeyHelp(), Example())
 }
 
 // Resolve returns the config path to use: flag, then environment, then the

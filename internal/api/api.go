@@ -39,6 +39,9 @@ type Deps struct {
 	Schedules *scheduler.Store
 	// Metrics adds backend figures to /metrics; nil for none.
 	Metrics func(w *MetricsWriter)
+	// Credentials manages agent NATS credentials; nil when the broker
+	// uses a shared token (the endpoints then say how to switch).
+	Credentials Credentials
 }
 
 // Server is the HTTP handler.

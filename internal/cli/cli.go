@@ -51,6 +51,7 @@ type app struct {
 	in             io.Reader
 	out, errOut    io.Writer
 	server         string
+	nkeyFile       string
 	connectTimeout time.Duration
 }
 
@@ -106,11 +107,13 @@ Then, from another terminal:
 	}
 	root.PersistentFlags().StringVarP(&a.server, "server", "s", def, "broker URL(s), comma-separated (env "+EnvServer+"); the token comes from "+EnvToken)
 	root.PersistentFlags().DurationVar(&a.connectTimeout, "connect-timeout", 5*time.Second, "how long to try to reach the broker")
+	a.addNKeyFlag(root)
 	root.AddCommand(a.runCmd(), a.pingCmd(), a.jetstreamCmd(), a.serverCmd(), a.versionCmd())
 	root.AddCommand(a.stopCmds()...)
 	root.AddCommand(a.inventoryCmd())
 	root.AddCommand(a.configCmd(), a.agentCmd())
 	root.AddCommand(a.releaseKeyCmd())
+	root.AddCommand(a.natsCmd())
 	root.AddCommand(a.apiCmds()...)
 	root.AddCommand(a.benchCmd())
 	return root
@@ -135,6 +138,11 @@ func (a *app) connect(ctx context.Context) (*fleetclient.Client, func(), error) 
 	if t := os.Getenv(EnvToken); t != "" {
 		opts = append(opts, nats.Token(t))
 	}
+	nkeyOpts, err := a.nkeyOptions()
+	if err != nil {
+		return nil, nil, err
+	}
+	opts = append(opts, nkeyOpts...)
 	nc, err := nats.Connect(a.server, opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("cannot reach the broker at %s: %w (start one with `kanade server --dev`, or pass --server / %s)", a.server, err, EnvServer)

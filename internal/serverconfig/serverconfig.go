@@ -57,6 +57,9 @@ type NATS struct {
 	Replicas int `toml:"replicas"`
 	// TokenFile holds the NATS token (root-only); else KANADE_NATS_TOKEN.
 	TokenFile string `toml:"token_file"`
+	// Auth is how clients authenticate to the broker: "token" (default)
+	// or "nkeys" (per-role permissions); see natsauth.go.
+	Auth string `toml:"auth"`
 }
 
 // HTTP is the [http] table.
@@ -247,6 +250,9 @@ func (c *Config) fill() error {
 		}
 	}
 	if err := c.NATS.checkReplicas(); err != nil {
+		return err
+	}
+	if err := c.NATS.checkAuth(); err != nil {
 		return err
 	}
 	if _, err := c.Retention.Policy(); err != nil {

@@ -25,6 +25,8 @@ type Server struct {
 	dataDir string
 	listen  string
 	B       *broker.Broker
+	// roles is set by StartWithRoles.
+	roles *Roles
 }
 
 // Start starts a broker, bootstraps every kanade resource, and stops it
@@ -91,7 +93,7 @@ func (s *Server) Restart() {
 	// so retry for a while rather than fail the test.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		s.B, err = broker.Start(context.Background(), broker.Options{Listen: s.listen, DataDir: s.dataDir, MaxStore: 64 << 30})
+		s.B, err = broker.Start(context.Background(), broker.Options{Listen: s.listen, DataDir: s.dataDir, MaxStore: 64 << 30, Users: s.roles.users()})
 		if err == nil || time.Now().After(deadline) {
 			break
 		}
@@ -105,7 +107,7 @@ func (s *Server) Restart() {
 // Connect opens a client connection closed at the end of the test.
 func (s *Server) Connect(t testing.TB, opts ...nats.Option) *nats.Conn {
 	t.Helper()
-	opts = append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond)}, opts...)
+	opts = append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond)}, append(s.roles.backend(t), opts...)...)
 	nc, err := nats.Connect(s.URL(), opts...)
 	if err != nil {
 		t.Fatalf("brokertest: connect: %v", err)
