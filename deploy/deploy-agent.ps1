@@ -12,7 +12,8 @@
          the latter readable and writable by SYSTEM and Administrators only
          (results and logs may hold script output);
       2. stores the NATS token (-Token) in the registry value
-         HKLM\SOFTWARE\Kanade\Agent\NatsToken and the release keys
+         HKLM\SOFTWARE\Kanade\Agent\NatsToken, the agent's NKey seed
+         (-NkeySeedFile) in ...\NatsNkeySeed and the release keys
          (-ReleaseKeysFile) in ...\ReleaseKeys, on a key whose ACL lets only
          SYSTEM and Administrators read it. The token never goes in the
          config file;
@@ -54,6 +55,12 @@
     not given. Deployment tools should pass it as a secret parameter: it is
     visible in the command line of this script while it runs.
 
+.PARAMETER NkeySeedFile
+    The agent's NKey seed file, as "kanade agent enroll <pc> --out FILE"
+    writes it, for a server with [nats] auth = "nkeys". The seed is written
+    to the registry value NatsNkeySeed (same ACL as the token) and never to
+    agent.toml; delete FILE afterwards.
+
 .PARAMETER ReleaseKeysFile
     A file of release public keys ("kanade-release-key ed25519 <base64>" lines,
     as "kanade release-key generate" writes them). Written to the registry
@@ -88,6 +95,7 @@ param(
     [string[]]$NatsUrls = @(),
     [string]$AgentId,
     [string]$Token,
+    [string]$NkeySeedFile,
     [string]$ReleaseKeysFile,
     [ValidateSet('debug', 'info', 'warn', 'error')]
     [string]$LogLevel = 'info',
@@ -219,6 +227,18 @@ function Main {
         }
     }
 
+    $nkeySeed = $null
+    if ($NkeySeedFile) {
+        if (-not (Test-Path -LiteralPath $NkeySeedFile -PathType Leaf)) {
+            Fail "-NkeySeedFile '$NkeySeedFile' is not a file"
+        }
+        $nkeySeed = ([System.IO.File]::ReadAllText((Resolve-Path -LiteralPath $NkeySeedFile).ProviderPath)).Trim()
+        # Checked by shape only; the seed itself is never echoed.
+        if ($nkeySeed -notmatch '^SU[A-Z2-7]{56}$') {
+            Fail "-NkeySeedFile '$NkeySeedFile' does not hold an NKey user seed (the file 'kanade agent enroll <pc> --out FILE' writes)"
+        }
+    }
+
     $programFiles = $env:ProgramW6432
     if (-not $programFiles) { $programFiles = $env:ProgramFiles }
     $installDir = Join-Path $programFiles 'Kanade'
@@ -249,9 +269,16 @@ function Main {
     $changed = @()
 
     # --- Secrets in the registry. ---
-    if ($Token -or $releaseKeys) {
+    if ($Token -or $releaseKeys -or $nkeySeed) {
         $key = Open-AgentRegistryKey
         try {
+            if ($nkeySeed) {
+                if ($key.GetValue('NatsNkeySeed') -cne $nkeySeed) {
+                    $key.SetValue('NatsNkeySeed', $nkeySeed, [Microsoft.Win32.RegistryValueKind]::String)
+                    $changed += 'NATS NKey seed'
+                }
+                Write-Host "NATS NKey seed stored in HKLM\$RegistryPath\NatsNkeySeed (delete $NkeySeedFile now)"
+            }
             if ($Token) {
                 if ($key.GetValue('NatsToken') -cne $Token) {
                     $key.SetValue('NatsToken', $Token, [Microsoft.Win32.RegistryValueKind]::String)

@@ -239,7 +239,7 @@ func TestOfflineAgentReplaysOnlyTheNewest(t *testing.T) {
 		}
 		v2 = cmd
 	}
-	sub, err := c.NC.SubscribeSync(wire.SubjectResults(v2.RequestID))
+	sub, err := c.NC.SubscribeSync(wire.SubjectResultsOfRequest(v2.RequestID))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -296,6 +296,10 @@ func (a *Agent) updateTarget() (string, time.Duration, <-chan struct{}) {
 func (a *Agent) connect() (*nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name("kanade-agent " + a.cfg.ID),
+		// Replies to this agent's requests (JetStream API, PubAcks) arrive
+		// under a prefix naming it, so a role can let it read its own
+		// inbox and no other agent's (internal/natsauth).
+		nats.CustomInboxPrefix(wire.InboxPrefix(a.cfg.ID)),
 		// The first connection is retried like a reconnect, so an agent
 		// started before the broker (boot order, outage) simply waits.
 		nats.RetryOnFailedConnect(true),
@@ -357,7 +361,7 @@ func (a *Agent) wakeOutboxOnReconnect(ctx context.Context) {
 }
 
 func (a *Agent) publisher() *jsPublisher {
-	return &jsPublisher{nc: a.nc, js: a.js, objects: map[string]jetstream.ObjectStore{}}
+	return &jsPublisher{nc: a.nc, js: a.js, pc: a.cfg.ID, objects: map[string]jetstream.ObjectStore{}}
 }
 
 func (a *Agent) pruneLoop(ctx context.Context) {

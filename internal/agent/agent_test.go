@@ -146,7 +146,7 @@ func TestCommandToOnePC(t *testing.T) {
 	var m *jetstream.RawStreamMsg
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		m, err = msg.GetLastMsgForSubject(context.Background(), wire.SubjectResults(res.RequestID))
+		m, err = msg.GetLastMsgForSubject(context.Background(), wire.SubjectResults(res.RequestID, res.PCID))
 		if err == nil {
 			break
 		}
@@ -291,7 +291,7 @@ func TestMalformedCommandsDoNotStopTheAgent(t *testing.T) {
 		{"wrong type", `{"request_id":"bad-3","script":"echo","timeout_secs":"soon"}`, "not a Command"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sub, err := nc.SubscribeSync(wire.SubjectResults(strings.Split(strings.Split(tc.body, `"request_id":"`)[1], `"`)[0]))
+			sub, err := nc.SubscribeSync(wire.SubjectResultsOfRequest(strings.Split(strings.Split(tc.body, `"request_id":"`)[1], `"`)[0]))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -78,7 +78,7 @@ func TestEmptyScriptIsNeverRun(t *testing.T) {
 		}
 		rid := "replay-" + c.RequestID
 		body := strings.Replace(tc.body, c.RequestID, rid, -1)
-		sub, err := nc.SubscribeSync(wire.SubjectResults(rid))
+		sub, err := nc.SubscribeSync(wire.SubjectResultsOfRequest(rid))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -105,7 +105,7 @@ func TestEmptyScriptIsNeverRun(t *testing.T) {
 			if err := json.Unmarshal([]byte(tc.body), &cmd); err != nil {
 				t.Fatal(err)
 			}
-			sub, err := nc.SubscribeSync(wire.SubjectResults(cmd.RequestID))
+			sub, err := nc.SubscribeSync(wire.SubjectResultsOfRequest(cmd.RequestID))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -54,7 +54,7 @@ func TestKillRightAfterAdmission(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, err := c.NC.SubscribeSync(wire.SubjectResults(cmd.RequestID))
+			res, err := c.NC.SubscribeSync(wire.SubjectResultsOfRequest(cmd.RequestID))
 			if err != nil {
 				t.Fatal(err)
 			}

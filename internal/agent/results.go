@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,6 +23,10 @@ import (
 type jsPublisher struct {
 	nc *nats.Conn
 	js jetstream.JetStream
+	// pc completes a result queued by an agent before results carried the
+	// pc_id (results.<request_id>): where roles are enforced that subject
+	// is denied to every agent, and the entry would be stuck for good.
+	pc string
 
 	mu      sync.Mutex
 	objects map[string]jetstream.ObjectStore
@@ -30,6 +35,9 @@ type jsPublisher struct {
 func (p *jsPublisher) Publish(ctx context.Context, subject, msgID string, data []byte) error {
 	if !p.nc.IsConnected() {
 		return outbox.ErrUnavailable
+	}
+	if p.pc != "" && strings.HasPrefix(subject, "results.") && strings.Count(subject, ".") == 1 {
+		subject += "." + p.pc
 	}
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 	if msgID != "" {
@@ -79,13 +87,16 @@ func resultEntry(res wire.ExecResult) (outbox.Entry, error) {
 	if err != nil {
 		return outbox.Entry{}, err
 	}
-	return outbox.Entry{Kind: "result", Ref: res.RequestID, Subject: wire.SubjectResults(res.RequestID), MsgID: res.ResultID, Data: b, Attachments: atts}, nil
+	return outbox.Entry{Kind: "result", Ref: res.RequestID, Subject: wire.SubjectResults(res.RequestID, res.PCID), MsgID: res.ResultID, Data: b, Attachments: atts}, nil
 }
 
 // finish queues the outcome of an admitted request. The ledger marks it
 // done once the broker has acknowledged it (onSent). It retries a failing
 // disk for as long as the agent runs: an outcome is never dropped.
 func (a *Agent) finish(res wire.ExecResult) {
+	// The subject carries the pc_id and readers refuse a payload that
+	// disagrees with it: a result is always this agent's.
+	res.PCID = a.cfg.ID
 	e, err := resultEntry(res)
 	if err != nil {
 		a.log.Error("encoding result", "request_id", res.RequestID, "err", err)

@@ -140,7 +140,7 @@ func signedFor(t *testing.T, s *cmdsign.Signer, target, subject, script string, 
 // made before the publish.
 func publishRaw(t *testing.T, nc *nats.Conn, js jetstream.JetStream, r raw) *nats.Subscription {
 	t.Helper()
-	sub, err := nc.SubscribeSync(wire.SubjectResults(r.rid))
+	sub, err := nc.SubscribeSync(wire.SubjectResultsOfRequest(r.rid))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -113,6 +113,11 @@ Flags:
 		logger.Error("cannot set up TLS to the broker", "err", err)
 		return ExitConfig
 	}
+	nkeyOpts, ok := nkeyOptions(cfg, logger)
+	if !ok {
+		return ExitConfig
+	}
+	natsOpts = append(natsOpts, nkeyOpts...)
 	var update *agent.SelfUpdate
 	if bootOK && !cfg.Update.Disabled {
 		ring, source, rerr := cfg.ReleaseKeys()
@@ -141,7 +146,8 @@ Flags:
 		Logger:     logger,
 		SelfUpdate: update,
 
-		NATSOptions:    natsOpts, // TLS (tls.go)
+		// TLS (tls.go) and the NKey when the broker enforces roles (nkey.go).
+		NATSOptions:    natsOpts,
 		CommandSigning: signed,
 	})
 	if err != nil {

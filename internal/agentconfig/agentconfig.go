@@ -70,6 +70,9 @@ type Agent struct {
 	// NATSCAFile and NATSPins: see tls.go.
 	NATSCAFile string   `toml:"nats_ca_file"`
 	NATSPins   []string `toml:"nats_pin_sha256"`
+	// NKeyFile is the root-only file holding this agent's NKey seed
+	// (kanade agent enroll); see nkey.go.
+	NKeyFile string `toml:"nkey_file"`
 }
 
 // Log is the [log] table.
@@ -94,6 +97,10 @@ data_dir = '%s'
 #nats_ca_file = '<path of the broker CA certificate, PEM>'
 # optional: the broker's public key pins (kanade tls pin server.pem)
 #nats_pin_sha256 = ["<64 hex digits>"]
+# brokers with [nats] auth = "nkeys": this agent's seed (kanade agent enroll),
+# a root-only file (mode 0600); on Windows the registry value
+# HKLM\SOFTWARE\Kanade\Agent\NatsNkeySeed is used first
+# nkey_file = '%s'
 
 [log]
 # debug | info | warn | error
@@ -117,7 +124,7 @@ require_signed_commands = false
 healthy_after = "30s"
 # true: never self-update this endpoint
 disabled = false
-`, hostinfo.Hostname(), DefaultDataDir(), filepath.Join(DefaultLogDir(), "agent.log"), filepath.Join(filepath.Dir(DefaultPath()), "release-keys.pub"),
+`, hostinfo.Hostname(), DefaultDataDir(), filepath.Join(filepath.Dir(DefaultPath()), "nkey.seed"), filepath.Join(DefaultLogDir(), "agent.log"), filepath.Join(filepath.Dir(DefaultPath()), "release-keys.pub"),
 		filepath.Join(filepath.Dir(DefaultPath()), "command-keys.pub"))
 }
 
@@ -128,9 +135,10 @@ func Help() string {
   2. the %s environment variable
   3. %s
 The NATS token, if the broker needs one, comes from the %s environment variable%s, never from the file.
+%s
 A complete agent.toml:
 
-%s`, EnvConfig, DefaultPath(), EnvToken, tokenHelpSuffix(), Example())
+%s`, EnvConfig, DefaultPath(), EnvToken, tokenHelpSuffix(), nkeyHelp(), Example())
 }
 
 // Resolve returns the config path to use: flag, then environment, then the

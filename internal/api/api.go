@@ -43,6 +43,9 @@ type Deps struct {
 	// CommandSigner signs the commands the API publishes (POST /api/run);
 	// nil publishes them unsigned.
 	CommandSigner *cmdsign.Signer
+	// Credentials manages agent NATS credentials; nil when the broker
+	// uses a shared token (the endpoints then say how to switch).
+	Credentials Credentials
 }
 
 // Server is the HTTP handler.

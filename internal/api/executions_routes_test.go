@@ -68,7 +68,7 @@ func TestExecutionsListOverHTTP(t *testing.T) {
 		if mod != nil {
 			mod(&res)
 		}
-		publishJSON(t, r, wire.SubjectResults(res.RequestID), res)
+		publishJSON(t, r, wire.SubjectResults(res.RequestID, res.PCID), res)
 	}
 	started := func(exec, job, pc string, at time.Time) {
 		publishJSON(t, r, wire.SubjectEventsStarted(exec, pc), wire.EventStarted{ResultID: exec + "-" + pc,

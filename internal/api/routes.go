@@ -40,6 +40,7 @@ func (s *Server) routes() {
 	s.configRoutes()
 	s.sessionRoutes()
 	s.executionRoutes()
+	s.credentialRoutes()
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {

@@ -294,7 +294,7 @@ func TestResultsTimedOutOverHTTP(t *testing.T) {
 		{PCID: "pc-flag", ExitCode: 3, TimedOut: true},
 	} {
 		res.ResultID, res.RequestID, res.ExecID, res.StartedAt, res.FinishedAt = "e1-"+res.PCID, "req-e1", "e1", at, at.Add(time.Minute)
-		publishJSON(t, r, wire.SubjectResults(res.RequestID), res)
+		publishJSON(t, r, wire.SubjectResults(res.RequestID, res.PCID), res)
 	}
 	waitFor(t, "every result projected", func() bool {
 		_, body := r.do("GET", "/api/results?exec_id=e1", viewer, nil)

@@ -221,7 +221,7 @@ func (r *rig) storedFloor(ctx context.Context, n int, payload []byte) ([]time.Du
 // that no PC's result is there twice, and the number of messages the
 // subject holds.
 func storedResults(ctx context.Context, js jetstream.JetStream, requestID string, n int, t0 time.Time) ([]time.Duration, int, error) {
-	subj := wire.SubjectResults(requestID)
+	subj := wire.SubjectResultsOfRequest(requestID)
 	s, err := js.Stream(ctx, wire.StreamResults)
 	if err != nil {
 		return nil, 0, err
@@ -230,7 +230,10 @@ func storedResults(ctx context.Context, js jetstream.JetStream, requestID string
 	if err != nil {
 		return nil, 0, err
 	}
-	stored := int(info.State.Subjects[subj])
+	stored := 0
+	for _, count := range info.State.Subjects {
+		stored += int(count)
+	}
 	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj}})
 	if err != nil {
 		return nil, 0, err

@@ -51,6 +51,10 @@ type Resource struct {
 	MaxMsgsPerSubject int64
 	MaxConsumers      int
 	Duplicates        time.Duration
+	// AllowDirect lets any replica answer last-message gets, with the
+	// subject in the request subject: that is what lets a NATS role
+	// scope an agent's reads to its own subjects (internal/natsauth).
+	AllowDirect bool
 }
 
 // StreamName is the name of the stream backing r.
@@ -83,7 +87,8 @@ func Spec() []Resource {
 	return []Resource{
 		// One message per subject: an agent back from a week offline
 		// replays only the newest command on each of its subjects.
-		{Kind: KindStream, Name: wire.StreamExec, Subjects: []string{wire.SubjectCommandsWild}, MaxAge: 7 * Day, MaxBytes: 256 * MiB, MaxMsgsPerSubject: 1},
+		// Direct gets: an agent may read only its own command subjects.
+		{Kind: KindStream, Name: wire.StreamExec, Subjects: []string{wire.SubjectCommandsWild}, MaxAge: 7 * Day, MaxBytes: 256 * MiB, MaxMsgsPerSubject: 1, AllowDirect: true},
 		{Kind: KindStream, Name: wire.StreamResults, Subjects: []string{wire.SubjectResultsWild}, MaxAge: 30 * Day, MaxBytes: 4 * GiB, Duplicates: 10 * time.Minute},
 		{Kind: KindStream, Name: wire.StreamEvents, Subjects: []string{wire.SubjectEventsWild}, MaxAge: 7 * Day, MaxBytes: 512 * MiB, Duplicates: 10 * time.Minute},
 		{Kind: KindStream, Name: wire.StreamObs, Subjects: []string{wire.SubjectObsWild}, MaxAge: 90 * Day, MaxBytes: 512 * MiB, Duplicates: 10 * time.Minute},
@@ -229,6 +234,7 @@ func create(ctx context.Context, js jetstream.JetStream, r Resource, replicas in
 			MaxMsgsPerSubject: orMinusOne(r.MaxMsgsPerSubject),
 			MaxConsumers:      orMinusOneInt(r.MaxConsumers),
 			Duplicates:        r.Duplicates,
+			AllowDirect:       r.AllowDirect,
 			Replicas:          replicas,
 		})
 		return err
@@ -247,6 +253,7 @@ func reconcile(ctx context.Context, js jetstream.JetStream, s jetstream.Stream, 
 		if r.Duplicates > 0 {
 			want.Duplicates = r.Duplicates
 		}
+		want.AllowDirect = r.AllowDirect
 	}
 	if r.Kind == KindKV && r.MaxMsgsPerSubject > 0 {
 		want.MaxMsgsPerSubject = r.MaxMsgsPerSubject
@@ -279,6 +286,9 @@ func reconcile(ctx context.Context, js jetstream.JetStream, s jetstream.Stream, 
 	}
 	if cfg.Replicas != want.Replicas {
 		fields = append(fields, "replicas")
+	}
+	if cfg.AllowDirect != want.AllowDirect {
+		fields = append(fields, "allow_direct")
 	}
 	if len(fields) == 0 {
 		return want.Replicas, nil, nil

@@ -49,6 +49,9 @@ func TestSetupIsIdempotentAndReconciles(t *testing.T) {
 	}
 	cfg := s.CachedInfo().Config
 	cfg.MaxBytes = 1 << 20
+	// EXEC of a version before direct gets: agents' reads could not be
+	// scoped to their own subjects (internal/natsauth).
+	cfg.AllowDirect = false
 	if _, err := js.UpdateStream(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -69,8 +72,8 @@ func TestSetupIsIdempotentAndReconciles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.Config.MaxBytes != 256<<20 || info.State.Msgs != 1 {
-		t.Errorf("EXEC after reconcile: max_bytes=%d msgs=%d, want 256MiB and the message kept", info.Config.MaxBytes, info.State.Msgs)
+	if info.Config.MaxBytes != 256<<20 || !info.Config.AllowDirect || info.State.Msgs != 1 {
+		t.Errorf("EXEC after reconcile: max_bytes=%d allow_direct=%v msgs=%d, want 256MiB, direct gets and the message kept", info.Config.MaxBytes, info.Config.AllowDirect, info.State.Msgs)
 	}
 }
 

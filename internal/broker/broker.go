@@ -19,9 +19,12 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/kanade-project/kanade/internal/natsauth"
 )
 
 // DefaultListen is where the embedded broker listens unless told otherwise.
@@ -39,6 +42,10 @@ type Options struct {
 	Token string
 	// TLS, when set, makes every client connection use TLS (see tls.go).
 	TLS *tls.Config
+	// Users, when set, replaces the token with NKey users, each held to
+	// its role's permissions (internal/natsauth); SetUsers changes them
+	// on the running server. Token and Users cannot both be set.
+	Users []natsauth.User
 	// MaxStore and MaxMemory cap JetStream; defaults 64 GiB and 256 MiB.
 	// The store cap must cover the sum of the streams' byte caps, because
 	// JetStream reserves each stream's MaxBytes up front.
@@ -61,6 +68,10 @@ type Options struct {
 // Broker is a running embedded nats-server.
 type Broker struct {
 	srv *server.Server
+	// opts are the options the server runs with; SetUsers reloads a
+	// copy with other users.
+	opts   *server.Options
+	optsMu sync.Mutex
 }
 
 // Start starts the server and waits until it is ready for clients.
@@ -102,6 +113,9 @@ func Start(ctx context.Context, o Options) (*Broker, error) {
 		HTTPPort:           0,
 	}
 	applyTLS(sopts, o.TLS)
+	if err := applyUsers(sopts, o); err != nil {
+		return nil, err
+	}
 	if o.Configure != nil {
 		o.Configure(sopts)
 	}
@@ -129,7 +143,7 @@ func Start(ctx context.Context, o Options) (*Broker, error) {
 		srv.Shutdown()
 		return nil, errors.New("broker: JetStream failed to start (check the data dir is writable)")
 	}
-	return &Broker{srv: srv}, nil
+	return &Broker{srv: srv, opts: sopts}, nil
 }
 
 func orDefault(v, d int64) int64 {

@@ -51,6 +51,7 @@ type app struct {
 	in             io.Reader
 	out, errOut    io.Writer
 	server         string
+	nkeyFile       string
 	connectTimeout time.Duration
 	natsCA         string // --nats-ca (tls.go)
 	commandKey     string
@@ -109,12 +110,14 @@ Then, from another terminal:
 	root.PersistentFlags().StringVarP(&a.server, "server", "s", def, "broker URL(s), comma-separated (env "+EnvServer+"); the token comes from "+EnvToken)
 	root.PersistentFlags().DurationVar(&a.connectTimeout, "connect-timeout", 5*time.Second, "how long to try to reach the broker")
 	a.addTLSFlags(root)
+	a.addNKeyFlag(root)
 	root.PersistentFlags().StringVar(&a.commandKey, "command-key", "", commandKeyFlagHelp)
 	root.AddCommand(a.runCmd(), a.pingCmd(), a.jetstreamCmd(), a.serverCmd(), a.versionCmd())
 	root.AddCommand(a.stopCmds()...)
 	root.AddCommand(a.inventoryCmd())
 	root.AddCommand(a.configCmd(), a.agentCmd())
 	root.AddCommand(a.releaseKeyCmd(), a.commandKeyCmd())
+	root.AddCommand(a.natsCmd())
 	root.AddCommand(a.apiCmds()...)
 	root.AddCommand(a.benchCmd())
 	root.AddCommand(a.tlsCmd())
@@ -144,6 +147,11 @@ func (a *app) connect(ctx context.Context) (*fleetclient.Client, func(), error) 
 	if err != nil {
 		return nil, nil, err
 	}
+	nkeyOpts, err := a.nkeyOptions()
+	if err != nil {
+		return nil, nil, err
+	}
+	opts = append(opts, nkeyOpts...)
 	nc, err := nats.Connect(a.server, opts...)
 	if err != nil {
 		if hint := tlsHint(err, "the broker", "--nats-ca", EnvNATSCA); hint != "" {

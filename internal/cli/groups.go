@@ -18,10 +18,11 @@ import (
 func (a *app) agentCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "agent",
-		Short: "Manage agents (groups; later: releases and rollout)",
+		Short: "Manage agents: groups, releases and rollout, NATS credentials",
 	}
 	cmd.AddCommand(a.agentGroupsCmd())
 	cmd.AddCommand(a.agentPublishCmd(), a.agentReleasesCmd(), a.agentRolloutCmd(), a.agentCurrentCmd())
+	cmd.AddCommand(a.enrollCmds()...)
 	cmd.RunE = parentRunE
 	return cmd
 }

@@ -136,31 +136,52 @@ type Execution struct {
 	// not decode is dropped. It is closed by Close.
 	Results <-chan wire.ExecResult
 
-	sub  *nats.Subscription
+	subs []*nats.Subscription
 	done chan struct{}
 }
 
 // Close stops collecting results.
 func (e *Execution) Close() {
-	_ = e.sub.Unsubscribe()
+	for _, s := range e.subs {
+		_ = s.Unsubscribe()
+	}
 	close(e.done)
+}
+
+// subscribeResults subscribes ch to both result subjects of a request: the
+// per-PC form agents publish now and the two-token form of older agents.
+func subscribeResults(nc *nats.Conn, requestID string, ch chan *nats.Msg) ([]*nats.Subscription, error) {
+	var subs []*nats.Subscription
+	for _, subj := range []string{wire.SubjectResultsOfRequest(requestID), wire.SubjectResultsLegacy(requestID)} {
+		sub, err := nc.ChanSubscribe(subj, ch)
+		if err != nil {
+			for _, s := range subs {
+				_ = s.Unsubscribe()
+			}
+			return nil, err
+		}
+		_ = sub.SetPendingLimits(-1, -1)
+		subs = append(subs, sub)
+	}
+	return subs, nil
 }
 
 // Start subscribes to the command's results, then publishes cmd to t.
 func (c *Client) Start(ctx context.Context, t Target, cmd wire.Command) (*Execution, error) {
 	cmd = Prepare(cmd)
 	raw := make(chan *nats.Msg, 4096)
-	sub, err := c.NC.ChanSubscribe(wire.SubjectResults(cmd.RequestID), raw)
+	subs, err := subscribeResults(c.NC, cmd.RequestID, raw)
 	if err != nil {
 		return nil, err
 	}
-	_ = sub.SetPendingLimits(-1, -1)
 	if err := c.Publish(ctx, t, cmd); err != nil {
-		_ = sub.Unsubscribe()
+		for _, s := range subs {
+			_ = s.Unsubscribe()
+		}
 		return nil, err
 	}
 	out := make(chan wire.ExecResult, 64)
-	e := &Execution{Command: cmd, Results: out, sub: sub, done: make(chan struct{})}
+	e := &Execution{Command: cmd, Results: out, subs: subs, done: make(chan struct{})}
 	go func() {
 		defer close(out)
 		for {
@@ -170,6 +191,12 @@ func (c *Client) Start(ctx context.Context, t Target, cmd wire.Command) (*Execut
 			case m := <-raw:
 				var r wire.ExecResult
 				if json.Unmarshal(m.Data, &r) != nil {
+					continue
+				}
+				// Where roles are enforced the subject's pc is the
+				// sender's credential; a payload naming another PC is
+				// a forgery, not a result.
+				if pc, ok := wire.PCFromResultSubject(m.Subject); ok && r.PCID != pc {
 					continue
 				}
 				select {

@@ -194,7 +194,7 @@ func (v *env) publishResult(cmd wire.Command, pc string, exit int) {
 		ResultID: nuid.Next(), RequestID: cmd.RequestID, ExecID: cmd.ExecID, JobID: cmd.ID,
 		PCID: pc, ExitCode: exit, StartedAt: t0, FinishedAt: t0,
 	})
-	if _, err := v.js.Publish(testCtx(v.t), wire.SubjectResults(cmd.RequestID), b); err != nil {
+	if _, err := v.js.Publish(testCtx(v.t), wire.SubjectResults(cmd.RequestID, pc), b); err != nil {
 		v.t.Fatal(err)
 	}
 }

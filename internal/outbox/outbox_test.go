@@ -272,8 +272,8 @@ func TestEnqueuePersistsEntryAndReopenSeesIt(t *testing.T) {
 	dir := t.TempDir()
 	ob := open(t, dir, Options{})
 	want := []Entry{
-		testEntry(wire.SubjectResults("r1"), "rid-1", 1),
-		testEntry(wire.SubjectResults("r2"), "rid-2", 2),
+		testEntry(wire.SubjectResults("r1", "pc-1"), "rid-1", 1),
+		testEntry(wire.SubjectResults("r2", "pc-1"), "rid-2", 2),
 		{Subject: "events.started.e.pc", MsgID: "started-rid-3", Data: json.RawMessage(`{"x":1}`), Kind: "started"},
 	}
 	for _, e := range want {
@@ -317,7 +317,7 @@ func TestEnqueuePersistsEntryAndReopenSeesIt(t *testing.T) {
 		}
 	}
 	// New entries sort after the recovered ones.
-	enqueue(t, re, testEntry(wire.SubjectResults("r4"), "rid-4", 4))
+	enqueue(t, re, testEntry(wire.SubjectResults("r4", "pc-1"), "rid-4", 4))
 	files = entryFiles(t, dir)
 	if last := files[len(files)-1]; !strings.HasSuffix(last, "_rid-4.json") {
 		t.Errorf("newest entry sorts at %v, want last", files)
@@ -339,7 +339,7 @@ func TestDrainPublishesOldestFirstWithMsgIDAndDeletes(t *testing.T) {
 		return nil
 	}})
 	const n = 20
-	subject := wire.SubjectResults("req-order")
+	subject := wire.SubjectResults("req-order", "pc-1")
 	for i := range n {
 		enqueue(t, ob, testEntry(subject, fmt.Sprintf("rid-%02d", i), i))
 	}
@@ -387,7 +387,7 @@ func TestOnSentFailureKeepsTheFile(t *testing.T) {
 		calls.Add(1)
 		return errors.New("ledger unavailable")
 	}})
-	enqueue(t, ob, testEntry(wire.SubjectResults("r"), "rid-onsent", 0))
+	enqueue(t, ob, testEntry(wire.SubjectResults("r", "pc-1"), "rid-onsent", 0))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ob.Flush(ctx, pub)
@@ -445,7 +445,7 @@ func TestRetriedPublishIsStoredOnce(t *testing.T) {
 			srv := brokertest.Start(t)
 			pub, _ := newTestPub(t, srv)
 			ob := open(t, t.TempDir(), Options{})
-			e := testEntry(wire.SubjectResults("req-dup"), "rid-dup", 7)
+			e := testEntry(wire.SubjectResults("req-dup", "pc-1"), "rid-dup", 7)
 			if tc.before != nil {
 				tc.before(t, ob, pub, e)
 			}
@@ -501,7 +501,7 @@ func TestBrokerDownEntriesStayThenDeliveredAfterRestart(t *testing.T) {
 
 	const n = 5
 	for i := range n {
-		e := testEntry(wire.SubjectResults("req-down"), fmt.Sprintf("rid-down-%d", i), i)
+		e := testEntry(wire.SubjectResults("req-down", "pc-1"), fmt.Sprintf("rid-down-%d", i), i)
 		if i == 0 {
 			e.Attachments = []Attachment{{Bucket: wire.ObjectResultOutput, Key: "rid-down-0.stdout", Content: []byte("output")}}
 		}
@@ -553,7 +553,7 @@ func TestDrainResumesAfterOutageWithoutWake(t *testing.T) {
 	ob := open(t, t.TempDir(), Options{BaseBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond})
 	run(t, ob, pub)
 	stopBroker(t, srv, nc)
-	enqueue(t, ob, testEntry(wire.SubjectResults("req-nowake"), "rid-nowake", 0))
+	enqueue(t, ob, testEntry(wire.SubjectResults("req-nowake", "pc-1"), "rid-nowake", 0))
 	waitFor(t, 10*time.Second, "failed attempts", func() bool { return pub.failures.Load() >= 3 })
 	restartBroker(t, srv, nc)
 	waitFor(t, 10*time.Second, "delivery with no Wake", func() bool { return ob.Depth() == 0 })
@@ -570,7 +570,7 @@ func TestWakeAfterRestartCutsTheBackoffShort(t *testing.T) {
 	ob := open(t, t.TempDir(), Options{BaseBackoff: time.Hour, MaxBackoff: time.Hour})
 	run(t, ob, pub)
 	stopBroker(t, srv, nc)
-	enqueue(t, ob, testEntry(wire.SubjectResults("req-wake"), "rid-wake", 0))
+	enqueue(t, ob, testEntry(wire.SubjectResults("req-wake", "pc-1"), "rid-wake", 0))
 	waitFor(t, 10*time.Second, "a failed publish", func() bool { return pub.failures.Load() >= 1 })
 
 	restartBroker(t, srv, nc)
@@ -607,11 +607,11 @@ func TestRejectedEntryMovesToStuckWhileOthersDrain(t *testing.T) {
 	if ob.Depth() != 1 {
 		t.Fatalf("Depth = %d after Open, want 1 (the corrupt file)", ob.Depth())
 	}
-	bad := Entry{Subject: wire.SubjectResults("req-bad"), MsgID: "rid-bad", Data: oversized(), Kind: "result", Ref: "req-bad"}
+	bad := Entry{Subject: wire.SubjectResults("req-bad", "pc-1"), MsgID: "rid-bad", Data: oversized(), Kind: "result", Ref: "req-bad"}
 	enqueue(t, ob, bad)
 	const n = 100
 	for i := range n {
-		enqueue(t, ob, testEntry(wire.SubjectResults(fmt.Sprintf("req-%03d", i)), fmt.Sprintf("rid-%03d", i), i))
+		enqueue(t, ob, testEntry(wire.SubjectResults(fmt.Sprintf("req-%03d", i), "pc-1"), fmt.Sprintf("rid-%03d", i), i))
 	}
 	run(t, ob, pub)
 	waitFor(t, 30*time.Second, "the outbox to empty", func() bool { return ob.Depth() == 0 })
@@ -690,7 +690,7 @@ func TestNoStreamSubjectIsARejectionNotAnOutage(t *testing.T) {
 	ob := open(t, dir, Options{BaseBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, StuckAfter: 2})
 	// No stream captures this subject: JetStream answers "no responders".
 	enqueue(t, ob, Entry{Subject: "nostream.kanade.test", MsgID: "rid-nostream", Data: json.RawMessage(`{}`)})
-	enqueue(t, ob, testEntry(wire.SubjectResults("req-ok"), "rid-ok", 0))
+	enqueue(t, ob, testEntry(wire.SubjectResults("req-ok", "pc-1"), "rid-ok", 0))
 	run(t, ob, pub)
 	waitFor(t, 20*time.Second, "the outbox to empty", func() bool { return ob.Depth() == 0 })
 
@@ -717,7 +717,7 @@ func TestAttachmentUploadedBeforeMessageAndRemovedAfter(t *testing.T) {
 		t.Fatal(err)
 	}
 	stderr := []byte("a smaller second attachment")
-	e := testEntry(wire.SubjectResults("req-att"), "rid-att", 0)
+	e := testEntry(wire.SubjectResults("req-att", "pc-1"), "rid-att", 0)
 	e.Attachments = []Attachment{
 		{Bucket: wire.ObjectResultOutput, Key: "rid-att.stdout", Content: content},
 		{Bucket: wire.ObjectResultOutput, Key: "rid-att.stderr", Content: stderr},
@@ -775,7 +775,7 @@ func TestOpenRecoversInterruptedEnqueue(t *testing.T) {
 	t.Parallel()
 	const name = "00000000000000000007_rid-crash.json"
 	complete := func(atts ...Attachment) []byte {
-		e := testEntry(wire.SubjectResults("req-crash"), "rid-crash", 0)
+		e := testEntry(wire.SubjectResults("req-crash", "pc-1"), "rid-crash", 0)
 		e.Attachments = atts
 		b, err := json.Marshal(e)
 		if err != nil {
@@ -839,7 +839,7 @@ func TestOpenRecoversInterruptedEnqueue(t *testing.T) {
 			}
 			if tc.wantCommit {
 				// New entries sort after the recovered one.
-				enqueue(t, ob, testEntry(wire.SubjectResults("req-next"), "rid-next", 1))
+				enqueue(t, ob, testEntry(wire.SubjectResults("req-next", "pc-1"), "rid-next", 1))
 				files := entryFiles(t, dir)
 				if !slices.Equal(files, []string{name, "00000000000000000008_rid-next.json"}) {
 					t.Errorf("entries after recovery = %v, want the recovered one then sequence 8", files)
@@ -987,8 +987,8 @@ func TestHasWhilePendingNotAfterDelivery(t *testing.T) {
 	srv := brokertest.Start(t)
 	pub, _ := newTestPub(t, srv)
 	ob := open(t, t.TempDir(), Options{})
-	enqueue(t, ob, testEntry(wire.SubjectResults("r"), "rid-has", 0))
-	enqueue(t, ob, testEntry(wire.SubjectResults("r"), "pc_1_x", 1))
+	enqueue(t, ob, testEntry(wire.SubjectResults("r", "pc-1"), "rid-has", 0))
+	enqueue(t, ob, testEntry(wire.SubjectResults("r", "pc-1"), "pc_1_x", 1))
 	for id, want := range map[string]bool{
 		"rid-has": true, "pc_1_x": true,
 		"rid-other": false, "has": false, "x": false, "1_x": false, "": false,
@@ -1021,7 +1021,7 @@ func TestRunSleepsWhenThereIsNothingToDo(t *testing.T) {
 			// A rejected entry waiting for its (hour-long) backoff must not
 			// be retried early, nor spin the loop.
 			name:   "one entry backing off",
-			entry:  &Entry{Subject: wire.SubjectResults("r"), MsgID: "rid-big", Data: oversized()},
+			entry:  &Entry{Subject: wire.SubjectResults("r", "pc-1"), MsgID: "rid-big", Data: oversized()},
 			before: 1,
 		},
 	}
@@ -1047,7 +1047,7 @@ func TestRunSleepsWhenThereIsNothingToDo(t *testing.T) {
 			}
 
 			// Asleep, not dead: a new entry goes out at once.
-			enqueue(t, ob, testEntry(wire.SubjectResults("r"), "rid-after", 0))
+			enqueue(t, ob, testEntry(wire.SubjectResults("r", "pc-1"), "rid-after", 0))
 			waitFor(t, 10*time.Second, "the new entry to go out", func() bool { return !ob.Has("rid-after") })
 		})
 	}
@@ -1059,13 +1059,13 @@ func TestRetryNowIgnoresBackoffButKeepsFailureCount(t *testing.T) {
 	pub, _ := newTestPub(t, srv)
 	dir := t.TempDir()
 	ob := open(t, dir, Options{BaseBackoff: time.Hour, MaxBackoff: time.Hour, StuckAfter: 3})
-	enqueue(t, ob, Entry{Subject: wire.SubjectResults("r"), MsgID: "rid-big", Data: oversized()})
+	enqueue(t, ob, Entry{Subject: wire.SubjectResults("r", "pc-1"), MsgID: "rid-big", Data: oversized()})
 	run(t, ob, pub)
 	tries := func() int { n, _ := pub.Tries("rid-big"); return n }
 	waitFor(t, 10*time.Second, "the first attempt", func() bool { return tries() == 1 })
 	// Wake only runs what is due: the entry waits out its hour.
 	ob.Wake()
-	enqueue(t, ob, testEntry(wire.SubjectResults("r"), "rid-small", 0))
+	enqueue(t, ob, testEntry(wire.SubjectResults("r", "pc-1"), "rid-small", 0))
 	waitFor(t, 10*time.Second, "the new entry to go out", func() bool { return !ob.Has("rid-small") })
 	if n := tries(); n != 1 {
 		t.Fatalf("attempts after Wake = %d, want 1 (still backing off)", n)
@@ -1115,14 +1115,14 @@ func TestMemoryCopyIsTheFileDecoded(t *testing.T) {
 		inMem  bool
 		reason string
 	}{
-		{testEntry(wire.SubjectResults("r1"), "rid-plain", 1), true, "plain"},
-		{Entry{Subject: wire.SubjectResults("r2"), MsgID: "rid-rewritten", Kind: "result", Ref: "r2",
+		{testEntry(wire.SubjectResults("r1", "pc-1"), "rid-plain", 1), true, "plain"},
+		{Entry{Subject: wire.SubjectResults("r2", "pc-1"), MsgID: "rid-rewritten", Kind: "result", Ref: "r2",
 			Data: json.RawMessage("{ \"stdout\" : \"a < b && c > d \u2028 ok\",\n\t\"n\": [1, 2] }")}, true, "data rewritten by the encoder"},
 		{Entry{Subject: "obs.東京", MsgID: "obs-東京-1", Kind: "obs", Data: json.RawMessage(`{"pc_id":"東京"}`)}, true, "unicode"},
-		{Entry{Subject: wire.SubjectResults("r3"), MsgID: "rid-att", Data: json.RawMessage(`{"stdout_object":"k"}`),
+		{Entry{Subject: wire.SubjectResults("r3", "pc-1"), MsgID: "rid-att", Data: json.RawMessage(`{"stdout_object":"k"}`),
 			Attachments: []Attachment{{Bucket: "result_output", Key: "k", Content: []byte("big output")}}}, true, "attachment"},
 		{Entry{Subject: "events.started.e.pc", MsgID: "started-rid", Data: json.RawMessage(`{}`), BestEffort: true, Attachments: []Attachment{}}, true, "best effort"},
-		{Entry{Subject: wire.SubjectResults("r4"), MsgID: "rid-bad-\xff", Ref: "r4\xfe", Data: json.RawMessage(`{}`)}, false, "invalid UTF-8 in an id"},
+		{Entry{Subject: wire.SubjectResults("r4", "pc-1"), MsgID: "rid-bad-\xff", Ref: "r4\xfe", Data: json.RawMessage(`{}`)}, false, "invalid UTF-8 in an id"},
 		{Entry{Subject: "", MsgID: "rid-nosubject", Data: json.RawMessage(`{}`)}, false, "refused by readEntry"},
 	}
 	for _, tc := range cases {
@@ -1151,7 +1151,7 @@ func TestDrainDeliversEntriesFromDiskAndMemory(t *testing.T) {
 	pub, _ := newTestPub(t, srv)
 	dir := t.TempDir()
 	entry := func(id string) Entry {
-		return Entry{Subject: wire.SubjectResults("req-" + id), MsgID: "rid-" + id, Kind: "result", Ref: "req-" + id,
+		return Entry{Subject: wire.SubjectResults("req-"+id, "pc-1"), MsgID: "rid-" + id, Kind: "result", Ref: "req-" + id,
 			Data: json.RawMessage(fmt.Sprintf("{ \"result_id\": %q, \"stdout\": \"<%s>\" }", "rid-"+id, id))}
 	}
 	earlier := open(t, dir, Options{})

@@ -49,7 +49,7 @@ func TestAttachmentNamesFromDiskStayInTheOutbox(t *testing.T) {
 			if err := os.MkdirAll(dir, 0o700); err != nil {
 				t.Fatal(err)
 			}
-			e := testEntry(wire.SubjectResults("req-evil"), "rid-evil", 0)
+			e := testEntry(wire.SubjectResults("req-evil", "pc-evil"), "rid-evil", 0)
 			e.Attachments = []Attachment{{Bucket: wire.ObjectResultOutput, Key: "rid-evil.stdout", File: bad}}
 			b, err := json.Marshal(e)
 			if err != nil {
@@ -60,7 +60,7 @@ func TestAttachmentNamesFromDiskStayInTheOutbox(t *testing.T) {
 				t.Fatal(err)
 			}
 			ob := open(t, dir, Options{})
-			enqueue(t, ob, testEntry(wire.SubjectResults("req-ok"), "rid-ok", 1))
+			enqueue(t, ob, testEntry(wire.SubjectResults("req-ok", "pc-ok"), "rid-ok", 1))
 			flush(t, ob, pub)
 
 			if corrupt := dirNames(t, filepath.Join(dir, "corrupt")); !slices.Equal(corrupt, []string{name}) {
@@ -84,7 +84,7 @@ func TestEnqueuedAttachmentNamesPassTheCheck(t *testing.T) {
 	dir := t.TempDir()
 	ob := open(t, dir, Options{})
 	for i, id := range []string{"rid", "", "../../x", `C:\x:y`, "\x00", strings.Repeat("界", 300)} {
-		e := Entry{Subject: wire.SubjectResults("req"), MsgID: id, Data: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i))}
+		e := Entry{Subject: wire.SubjectResults("req", "pc"), MsgID: id, Data: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i))}
 		e.Attachments = []Attachment{{Bucket: wire.ObjectResultOutput, Key: "k0", Content: []byte("a")}, {Bucket: wire.ObjectResultOutput, Key: "k1", Content: []byte("b")}}
 		enqueue(t, ob, e)
 	}

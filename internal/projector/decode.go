@@ -3,6 +3,7 @@ package projector
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -16,6 +17,31 @@ import (
 // acked and counted apart from decode errors.
 var errIgnored = errors.New("not projected")
 
+// forgedError is a message whose payload pc_id disagrees with the pc token
+// of its subject. The subject is what NATS permissions bind to an agent's
+// credential (an agent may publish heartbeat.<its pc> and nothing else), so
+// the payload is the lie: the message is refused, never stored under
+// either name. It is acked (it can never succeed), counted and logged with
+// security=true.
+type forgedError struct{ subjectPC, payloadPC string }
+
+func (e *forgedError) Error() string {
+	return fmt.Sprintf("payload pc_id %q disagrees with the subject's pc %q", e.payloadPC, e.subjectPC)
+}
+
+// bindPC makes *payloadPC the subject's pc: filled when empty, a
+// *forgedError when it names another PC.
+func bindPC(subjectPC string, payloadPC *string) error {
+	switch *payloadPC {
+	case subjectPC:
+	case "":
+		*payloadPC = subjectPC
+	default:
+		return &forgedError{subjectPC: subjectPC, payloadPC: *payloadPC}
+	}
+	return nil
+}
+
 // Missing times are filled from the message's stream timestamp: a replay
 // sees the same timestamp, so the rebuilt row is identical.
 
@@ -23,6 +49,13 @@ func decodeResult(m jetstream.Msg, meta *jetstream.MsgMetadata) (func(*store.Tx)
 	var r wire.ExecResult
 	if err := json.Unmarshal(m.Data(), &r); err != nil {
 		return nil, err
+	}
+	// results.<request_id>.<pc>; the legacy results.<request_id> of
+	// older agents names no pc (and no agent role may publish on it).
+	if pc, ok := wire.PCFromResultSubject(m.Subject()); ok {
+		if err := bindPC(pc, &r.PCID); err != nil {
+			return nil, err
+		}
 	}
 	if r.FinishedAt.IsZero() {
 		r.FinishedAt = meta.Timestamp.UTC()
@@ -49,7 +82,9 @@ func decodeEvent(m jetstream.Msg, meta *jetstream.MsgMetadata) (func(*store.Tx) 
 			e.ExecID = exec
 		}
 		if pc != "" {
-			e.PCID = pc // the subject is what NATS permissions bind to an agent
+			if err := bindPC(pc, &e.PCID); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if e.StartedAt.IsZero() {
@@ -67,7 +102,9 @@ func decodeObs(m jetstream.Msg, meta *jetstream.MsgMetadata) (func(*store.Tx) er
 		return nil, err
 	}
 	if pc, ok := wire.PCFromSubject(m.Subject(), "obs"); ok {
-		e.PCID = pc
+		if err := bindPC(pc, &e.PCID); err != nil {
+			return nil, err
+		}
 	}
 	if e.At.IsZero() {
 		e.At = meta.Timestamp.UTC()
@@ -87,7 +124,10 @@ func decodeInventory(m jetstream.Msg, meta *jetstream.MsgMetadata) (func(*store.
 	// inventory.<pc>.<section>
 	if rest, ok := strings.CutPrefix(m.Subject(), "inventory."); ok {
 		if pc, section, ok := strings.Cut(rest, "."); ok && pc != "" && section != "" {
-			v.PCID, v.Section = pc, section
+			if err := bindPC(pc, &v.PCID); err != nil {
+				return nil, err
+			}
+			v.Section = section
 		}
 	}
 	if v.CollectedAt.IsZero() {

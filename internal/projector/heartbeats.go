@@ -55,7 +55,8 @@ func (p *Projector) runHeartbeats(ctx context.Context) {
 
 // onHeartbeat keeps the newest (last received) heartbeat of each PC. The
 // PC is the subject's token: NATS permissions bind an agent's credentials to
-// its subjects, not to what it writes in a payload.
+// its subjects, not to what it writes in a payload; a payload naming another
+// PC is refused.
 func (p *Projector) onHeartbeat(m *nats.Msg) {
 	pc, ok := wire.PCFromSubject(m.Subject, "heartbeat")
 	var hb wire.Heartbeat
@@ -64,7 +65,12 @@ func (p *Projector) onHeartbeat(m *nats.Msg) {
 		p.log.Debug("projector: undecodable heartbeat", "subject", m.Subject, "err", err)
 		return
 	}
-	hb.PCID = pc
+	if err := bindPC(pc, &hb.PCID); err != nil {
+		p.hbStats.forged.Add(1)
+		p.log.Warn("projector: refused a heartbeat whose payload names another PC than its subject",
+			"security", true, "subject", m.Subject, "subject_pc", pc, "payload_pc", hb.PCID)
+		return
+	}
 	seen := store.Heartbeat{Heartbeat: hb, SeenAt: time.Now().UTC()}
 	p.hbMu.Lock()
 	p.hbPending[pc] = seen

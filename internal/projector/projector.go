@@ -16,7 +16,12 @@
 // rows.
 //
 // A message that does not decode (or lacks its key fields) can never
-// succeed: it is logged, counted and acked.
+// succeed: it is logged, counted and acked. So is a message whose payload
+// pc_id disagrees with the pc token of its subject (results.<req>.<pc>,
+// events.started.<exec>.<pc>, obs.<pc>, inventory.<pc>.<section>,
+// heartbeat.<pc>): the subject is what NATS permissions bind to an agent's
+// credential, so such a message is an impersonation attempt and is refused
+// (logged with security=true, counted as Forged), never stored.
 //
 // When the store was just created (or an earlier start created it but did
 // not get as far as resetting a consumer), that stream's durable consumer is
@@ -98,7 +103,7 @@ type Projector struct {
 	hbMu      sync.Mutex
 	hbPending map[string]store.Heartbeat
 	hbStats   struct {
-		received, decodeErrors, flushed, flushes, flushErrors atomic.Uint64
+		received, decodeErrors, forged, flushed, flushes, flushErrors atomic.Uint64
 		// lastLag and maxLag are nanoseconds from the receipt of the
 		// oldest heartbeat of a flush to its commit.
 		lastLag, maxLag atomic.Int64
@@ -129,8 +134,8 @@ type streamState struct {
 	consumer string
 	cons     atomic.Pointer[jetstream.Consumer]
 
-	applied, decodeErrors, ignored, batches, applyErrors atomic.Uint64
-	lastBatch, maxBatch                                  atomic.Int64
+	applied, decodeErrors, ignored, forged, batches, applyErrors atomic.Uint64
+	lastBatch, maxBatch                                          atomic.Int64
 
 	lagMu    sync.Mutex
 	lag      uint64
@@ -348,7 +353,7 @@ func (p *Projector) nak(batch []jetstream.Msg) {
 // after the commit.
 func (p *Projector) applyBatch(ctx context.Context, s *streamState, batch []jetstream.Msg) error {
 	items := make([]func(*store.Tx) error, 0, len(batch))
-	var bad, ignored uint64
+	var bad, ignored, forged uint64
 	for _, m := range batch {
 		meta, err := m.Metadata()
 		if err != nil {
@@ -357,9 +362,15 @@ func (p *Projector) applyBatch(ctx context.Context, s *streamState, batch []jets
 			continue
 		}
 		apply, err := s.decode(m, meta)
+		var fe *forgedError
 		switch {
 		case errors.Is(err, errIgnored):
 			ignored++
+		case errors.As(err, &fe):
+			forged++
+			p.log.Warn("projector: refused a message whose payload names another PC than its subject; acking it",
+				"security", true, "stream", s.stream, "subject", m.Subject(), "seq", meta.Sequence.Stream,
+				"subject_pc", fe.subjectPC, "payload_pc", fe.payloadPC)
 		case err != nil:
 			bad++
 			p.log.Warn("projector: undecodable message; acking it, it can never succeed",
@@ -406,6 +417,7 @@ func (p *Projector) applyBatch(ctx context.Context, s *streamState, batch []jets
 	s.applied.Add(uint64(len(items)))
 	s.decodeErrors.Add(bad)
 	s.ignored.Add(ignored)
+	s.forged.Add(forged)
 	s.batches.Add(1)
 	n := int64(len(batch))
 	s.lastBatch.Store(n)

@@ -159,12 +159,12 @@ func TestResultsPublishedTwiceGiveOneRowAndCountOnce(t *testing.T) {
 	e := newEnv(t)
 	st := openStore(t, filepath.Join(t.TempDir(), "k.db"))
 	dup := result("r1", "e1", "pc1", 0)
-	e.publish(wire.SubjectResults(dup.RequestID), dup)
-	e.publish(wire.SubjectResults(dup.RequestID), dup) // no Msg-Id: the stream keeps both
-	e.publish(wire.SubjectResults("req-e1"), result("r2", "e1", "pc2", 2))
-	e.publish(wire.SubjectResults("req-e1"), result("r3", "e1", "pc3", wire.ExitKilled))
-	e.publish(wire.SubjectResults("req-e1"), []byte(`{not json`))
-	e.publish(wire.SubjectResults("req-e1"), []byte(`{"exec_id":"e1","pc_id":"pc9"}`)) // no result_id
+	e.publish(wire.SubjectResultsLegacy(dup.RequestID), dup)
+	e.publish(wire.SubjectResultsLegacy(dup.RequestID), dup) // no Msg-Id: the stream keeps both
+	e.publish(wire.SubjectResultsLegacy("req-e1"), result("r2", "e1", "pc2", 2))
+	e.publish(wire.SubjectResultsLegacy("req-e1"), result("r3", "e1", "pc3", wire.ExitKilled))
+	e.publish(wire.SubjectResultsLegacy("req-e1"), []byte(`{not json`))
+	e.publish(wire.SubjectResultsLegacy("req-e1"), []byte(`{"exec_id":"e1","pc_id":"pc9"}`)) // no result_id
 
 	r := start(t, testOptions(e.js, st))
 	caughtUp(t, r)
@@ -206,7 +206,7 @@ func TestStartedAndResultInEitherOrderBothEndFinished(t *testing.T) {
 	r := start(t, testOptions(e.js, st))
 	// Phase 1: pcA's started event, pcB's result.
 	e.publish(wire.SubjectEventsStarted("e1", "pcA"), started("rA", "pcA"))
-	e.publish(wire.SubjectResults("req-e1"), result("rB", "e1", "pcB", 0))
+	e.publish(wire.SubjectResultsLegacy("req-e1"), result("rB", "e1", "pcB", 0))
 	e.publish("events.other.e1.pcA", []byte(`{}`)) // a kind this version does not project
 	caughtUp(t, r)
 	states := func() map[string]string {
@@ -227,7 +227,7 @@ func TestStartedAndResultInEitherOrderBothEndFinished(t *testing.T) {
 		t.Fatalf("after phase 1 counters = %+v", c)
 	}
 	// Phase 2: pcA's result, pcB's (late) started event.
-	e.publish(wire.SubjectResults("req-e1"), result("rA", "e1", "pcA", 1))
+	e.publish(wire.SubjectResultsLegacy("req-e1"), result("rA", "e1", "pcA", 1))
 	e.publish(wire.SubjectEventsStarted("e1", "pcB"), started("rB", "pcB"))
 	caughtUp(t, r)
 	if got := fmt.Sprint(states()); got != "map[pcA:failed pcB:succeeded]" {
@@ -255,18 +255,24 @@ func TestObsEventsWithADuplicateRecordIDGiveOneRow(t *testing.T) {
 	e.publish(wire.SubjectObs("pc1"), upd)
 	spoof := ev
 	spoof.PCID, spoof.EventRecordID = "pc1", "spoof-1"
-	e.publish(wire.SubjectObs("pc2"), spoof) // the subject names the PC
+	e.publish(wire.SubjectObs("pc2"), spoof) // the payload names another PC than the subject: refused
+	unnamed := ev
+	unnamed.PCID, unnamed.EventRecordID = "", "unnamed-1"
+	e.publish(wire.SubjectObs("pc2"), unnamed) // no pc_id: the subject's
 	r := start(t, testOptions(e.js, st))
 	caughtUp(t, r)
 	if n := count(t, st, "timeline"); n != 3 {
 		t.Fatalf("timeline rows = %d, want 3", n)
 	}
+	if os, _ := r.Stats().Stream(wire.StreamObs); os.Forged != 1 {
+		t.Fatalf("obs stats = %+v, want 1 forged", os)
+	}
 	evs, err := st.Timeline(context.Background(), store.TimelineFilter{PCID: "pc1", Kind: wire.ObsAgentOnline})
 	if err != nil || len(evs) != 1 || evs[0].StreamSeq != 1 || string(evs[0].Payload) != `{"version":"1"}` {
 		t.Fatalf("pc1 agent_online = %+v (%v), want the first event only", evs, err)
 	}
-	if evs, _ := st.Timeline(context.Background(), store.TimelineFilter{PCID: "pc2"}); len(evs) != 1 || evs[0].EventRecordID != "spoof-1" {
-		t.Fatalf("pc2 events = %+v, want the event published on obs.pc2", evs)
+	if evs, _ := st.Timeline(context.Background(), store.TimelineFilter{PCID: "pc2"}); len(evs) != 1 || evs[0].EventRecordID != "unnamed-1" {
+		t.Fatalf("pc2 events = %+v, want only the event without a pc_id published on obs.pc2", evs)
 	}
 }
 
@@ -355,12 +361,15 @@ func TestHeartbeatsOfThreePCsBatchedNewestWins(t *testing.T) {
 			publish(pc, heartbeat(pc, fmt.Sprint("v", i), i, now))
 		}
 	}
-	// The payload's pc_id is not trusted: the subject names the PC.
+	// A payload naming another PC than its subject is refused: the
+	// subject is what the sender's credential allows it.
 	publish("pc4", heartbeat("pc1", "v9", 9, now))
+	// A payload without a pc_id takes the subject's.
+	publish("pc4", heartbeat("", "v9", 9, now))
 	hbNC.Flush()
-	eventually(t, "10 heartbeats received", func() (bool, string) {
+	eventually(t, "10 heartbeats received, 1 refused", func() (bool, string) {
 		s := r.Stats().Heartbeats
-		return s.Received == 10, fmt.Sprintf("%+v", s)
+		return s.Received == 10 && s.Forged == 1, fmt.Sprintf("%+v", s)
 	})
 	if p := r.Stats().Heartbeats.Pending; p != 4 {
 		t.Fatalf("pending PCs = %d, want 4 (newest per PC kept in memory)", p)
@@ -388,8 +397,8 @@ func TestHeartbeatsOfThreePCsBatchedNewestWins(t *testing.T) {
 		}
 		lastSeen[pc] = a.LastSeen
 	}
-	if a, err := st.GetAgent(ctx, "pc4"); err != nil || a.AgentVersion != "v9" {
-		t.Errorf("pc4 = %+v (%v), want the heartbeat published on heartbeat.pc4", a, err)
+	if a, err := st.GetAgent(ctx, "pc4"); err != nil || a.AgentVersion != "v9" || a.Hostname != "host-" {
+		t.Errorf("pc4 = %+v (%v), want the heartbeat without a pc_id published on heartbeat.pc4", a, err)
 	}
 
 	// A heartbeat stamped an hour earlier by the agent's clock (a PC whose
@@ -467,7 +476,7 @@ func TestAcksOnlyAfterCommit(t *testing.T) {
 
 	const n = 300
 	for i := range n {
-		e.publish(wire.SubjectResults("req"), result(fmt.Sprint("r", i), "e1", fmt.Sprint("pc", i), 0))
+		e.publish(wire.SubjectResultsLegacy("req"), result(fmt.Sprint("r", i), "e1", fmt.Sprint("pc", i), 0))
 	}
 	eventually(t, "all messages delivered to the projector", func() (bool, string) {
 		info, err := cons.Info(ctx)
@@ -576,7 +585,7 @@ func publishResults(t testing.TB, js jetstream.JetStream, n, execs int) {
 			PCID: fmt.Sprintf("PC-%05d", i%10000), ExitCode: i % 7 / 6, Stdout: "ok\n",
 			StartedAt: t0.Add(time.Duration(i) * time.Millisecond), FinishedAt: t0.Add(time.Duration(i)*time.Millisecond + 300*time.Millisecond)}
 		b, _ := json.Marshal(r)
-		f, err := js.PublishAsync(wire.SubjectResults(r.RequestID), b)
+		f, err := js.PublishAsync(wire.SubjectResultsLegacy(r.RequestID), b)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -600,7 +609,7 @@ func TestRebuildFromStreamsGivesIdenticalRows(t *testing.T) {
 	// Fill the streams.
 	publishResults(t, e.js, 3000, 5)
 	dup := result("res-0000007", "exec2", "PC-00007", 0) // a second copy of a known result_id
-	e.publish(wire.SubjectResults("x"), dup)
+	e.publish(wire.SubjectResultsLegacy("x"), dup)
 	for i := range 400 {
 		e.publish(wire.SubjectEventsStarted("exec1", fmt.Sprint("PC-", i)), wire.EventStarted{
 			ResultID: fmt.Sprintf("res-%07d", i*5+1), RequestID: "req-exec1", ExecID: "exec1", StartedAt: t0})
@@ -623,7 +632,7 @@ func TestRebuildFromStreamsGivesIdenticalRows(t *testing.T) {
 	for i := range 200 {
 		e.publish(wire.SubjectAudit("alice", "exec.create", fmt.Sprint("job", i)), wire.AuditEvent{At: t0, Actor: "alice", Action: "exec.create", Target: fmt.Sprint("job", i)})
 	}
-	e.publish(wire.SubjectResults("x"), []byte(`garbage`))
+	e.publish(wire.SubjectResultsLegacy("x"), []byte(`garbage`))
 	hbNC := e.b.Connect(t)
 	sendHeartbeats := func() {
 		for i := range 50 {

@@ -30,7 +30,7 @@ func TestResultsCountedOncePerResultByClass(t *testing.T) {
 		result("r4", "e1", "pc4", wire.ExitKilled),
 		unknown,
 	} {
-		e.publish(wire.SubjectResults(r.RequestID), r)
+		e.publish(wire.SubjectResultsLegacy(r.RequestID), r)
 	}
 	want := map[string]uint64{store.OutcomeSucceeded: 1, store.OutcomeFailed: 1, store.ClassTimedOut: 1,
 		store.OutcomeKilled: 1, store.ClassOutcomeUnknown: 1}

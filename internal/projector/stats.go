@@ -27,6 +27,9 @@ type StreamStats struct {
 	DecodeErrors uint64 `json:"decode_errors"`
 	// Ignored counts messages of kinds this version does not project.
 	Ignored uint64 `json:"ignored"`
+	// Forged counts messages refused because their payload pc_id
+	// disagrees with their subject's pc (acked, never stored).
+	Forged uint64 `json:"forged"`
 	// Batches counts committed transactions; Applied+DecodeErrors+Ignored
 	// divided by Batches is the mean batch size.
 	Batches uint64 `json:"batches"`
@@ -50,6 +53,9 @@ type StreamStats struct {
 type HeartbeatStats struct {
 	Received     uint64 `json:"received"`
 	DecodeErrors uint64 `json:"decode_errors"`
+	// Forged counts heartbeats refused because their payload pc_id
+	// disagrees with the subject's pc.
+	Forged uint64 `json:"forged"`
 	// Flushed counts agent rows written; Flushes the transactions.
 	Flushed     uint64 `json:"flushed"`
 	Flushes     uint64 `json:"flushes"`
@@ -68,7 +74,7 @@ func (p *Projector) Stats() Stats {
 	for _, s := range p.streams {
 		ss := StreamStats{
 			Stream: s.stream, Consumer: s.consumer,
-			Applied: s.applied.Load(), DecodeErrors: s.decodeErrors.Load(), Ignored: s.ignored.Load(),
+			Applied: s.applied.Load(), DecodeErrors: s.decodeErrors.Load(), Ignored: s.ignored.Load(), Forged: s.forged.Load(),
 			Batches: s.batches.Load(), ApplyErrors: s.applyErrors.Load(),
 			LastBatch: int(s.lastBatch.Load()), MaxBatch: int(s.maxBatch.Load()),
 		}
@@ -78,7 +84,7 @@ func (p *Projector) Stats() Stats {
 		st.Streams = append(st.Streams, ss)
 	}
 	st.Heartbeats = HeartbeatStats{
-		Received: p.hbStats.received.Load(), DecodeErrors: p.hbStats.decodeErrors.Load(),
+		Received: p.hbStats.received.Load(), DecodeErrors: p.hbStats.decodeErrors.Load(), Forged: p.hbStats.forged.Load(),
 		Flushed: p.hbStats.flushed.Load(), Flushes: p.hbStats.flushes.Load(), FlushErrors: p.hbStats.flushErrors.Load(),
 		LastLag: time.Duration(p.hbStats.lastLag.Load()), MaxLag: time.Duration(p.hbStats.maxLag.Load()),
 	}

@@ -78,13 +78,13 @@ func TestServerTrimsHistoryAndCountsResults(t *testing.T) {
 	// Default ages: results 90d, started 7d, timeline 30d,
 	// inventory_history 180d, audit 365d.
 	for i := range 3 {
-		pub(wire.SubjectResults("req-old"), wire.ExecResult{ResultID: fmt.Sprint("old-", i), RequestID: "req-old", ExecID: "exec-old", PCID: "pc-1", ExitCode: 1, FinishedAt: ago(100)})
+		pub(wire.SubjectResultsLegacy("req-old"), wire.ExecResult{ResultID: fmt.Sprint("old-", i), RequestID: "req-old", ExecID: "exec-old", PCID: "pc-1", ExitCode: 1, FinishedAt: ago(100)})
 	}
 	ok := wire.ExecResult{ResultID: "new-ok", RequestID: "req-new", ExecID: "exec-new", PCID: "pc-1", FinishedAt: now}
-	pub(wire.SubjectResults("req-new"), ok)
-	pub(wire.SubjectResults("req-new"), ok) // an agent's retry after a lost PubAck
-	pub(wire.SubjectResults("req-new"), wire.ExecResult{ResultID: "new-timeout", RequestID: "req-new", ExecID: "exec-new", PCID: "pc-2", ExitCode: wire.ExitKilled, TimedOut: true, FinishedAt: now})
-	pub(wire.SubjectResults("req-new"), wire.ExecResult{ResultID: "new-unknown", RequestID: "req-new", ExecID: "exec-new", PCID: "pc-3", ExitCode: wire.ExitOutcomeUnknown, Skipped: true, FinishedAt: now})
+	pub(wire.SubjectResultsLegacy("req-new"), ok)
+	pub(wire.SubjectResultsLegacy("req-new"), ok) // an agent's retry after a lost PubAck
+	pub(wire.SubjectResultsLegacy("req-new"), wire.ExecResult{ResultID: "new-timeout", RequestID: "req-new", ExecID: "exec-new", PCID: "pc-2", ExitCode: wire.ExitKilled, TimedOut: true, FinishedAt: now})
+	pub(wire.SubjectResultsLegacy("req-new"), wire.ExecResult{ResultID: "new-unknown", RequestID: "req-new", ExecID: "exec-new", PCID: "pc-3", ExitCode: wire.ExitOutcomeUnknown, Skipped: true, FinishedAt: now})
 	for i, at := range []time.Time{ago(10), ago(8), now} {
 		pub(wire.SubjectEventsStarted("exec-s", "pc-1"), wire.EventStarted{ResultID: fmt.Sprint("s-", i), ExecID: "exec-s", PCID: "pc-1", StartedAt: at})
 	}

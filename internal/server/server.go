@@ -107,6 +107,11 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("the HTTP API needs credentials: set %s (a static admin token) or %s (HS256 secret, ≥ 32 bytes), or their *_file options in server.toml; use --dev for an unauthenticated local system", serverconfig.EnvAPIToken, serverconfig.EnvJWTSecret)
 	}
 
+	nauth, err := newNATSAuth(cfg.NKeys(), secrets.NATSToken, dataDir, log)
+	if err != nil {
+		return err
+	}
+
 	// 1. The broker.
 	natsURL := strings.Join(cfg.NATS.URLs, ",")
 	var embedded *broker.Broker
@@ -115,17 +120,23 @@ func Run(ctx context.Context, o Options) error {
 		if o.NATSListen != "" {
 			listen = o.NATSListen
 		}
-		b, err := broker.Start(ctx, broker.Options{Listen: listen, DataDir: filepath.Join(dataDir, "broker"), Token: secrets.NATSToken, TLS: ts.Broker, Logger: log.With("component", "broker")})
+		b, err := broker.Start(ctx, broker.Options{Listen: listen, DataDir: filepath.Join(dataDir, "broker"), Token: secrets.NATSToken, TLS: ts.Broker, Users: nauth.brokerUsers(), Logger: log.With("component", "broker")})
 		if err != nil {
 			return err
 		}
 		defer b.Shutdown()
+		nauth.attach(b)
 		natsURL, embedded = b.ClientURL(), b
 	}
 	copts := []nats.Option{nats.Name("kanade-server"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true)}
 	if secrets.NATSToken != "" {
 		copts = append(copts, nats.Token(secrets.NATSToken))
 	}
+	authOpts, err := nauth.clientOptions()
+	if err != nil {
+		return err
+	}
+	copts = append(copts, authOpts...)
 	ownURL, ownTLS := ts.ownConnection(embedded, natsURL, log)
 	nc, err := nats.Connect(ownURL, append(copts, ownTLS...)...)
 	if err != nil {
@@ -222,7 +233,8 @@ func Run(ctx context.Context, o Options) error {
 	var hs *http.Server
 	if !o.NoHTTP {
 		h, err := api.New(api.Deps{NC: nc, JS: js, Auth: auth, Logger: log.With("component", "api"), Store: st,
-			Jobs: &api.Jobs{Catalog: catalog, Executor: executor}, Schedules: schedules, Metrics: metrics(st, proj, js, ret), CommandSigner: signer})
+			Jobs: &api.Jobs{Catalog: catalog, Executor: executor}, Schedules: schedules, Metrics: metrics(st, proj, js, ret),
+			CommandSigner: signer, Credentials: nauth.apiCredentials()})
 		if err != nil {
 			return err
 		}
@@ -259,9 +271,13 @@ func Run(ctx context.Context, o Options) error {
 		if id == "" {
 			id = hostinfo.Hostname()
 		}
+		devOpts, err := nauth.devAgentOptions(id)
+		if err != nil {
+			return err
+		}
 		devURL, devTLS := ts.devAgentConnection(natsURL)
 		a, err := agent.New(agent.Config{
-			ID: id, NATSURLs: []string{devURL}, Token: secrets.NATSToken, NATSOptions: devTLS,
+			ID: id, NATSURLs: []string{devURL}, Token: secrets.NATSToken, NATSOptions: append(devTLS, devOpts...),
 			DataDir: filepath.Join(dataDir, "agent"), Version: buildinfo.Version, Logger: log.With("component", "agent"),
 		})
 		if err != nil {
@@ -274,6 +290,7 @@ func Run(ctx context.Context, o Options) error {
 
 	if o.Out != nil {
 		fmt.Fprint(o.Out, banner(natsURL, httpURL, dataDir, o, id))
+		nauth.writeBanner(o.Out)
 	}
 	if o.Ready != nil {
 		o.Ready(natsURL, httpURL)
@@ -357,8 +374,10 @@ func metrics(st *store.Store, proj *projector.Projector, js jetstream.JetStream,
 			m.Gauge("kanade_projector_lag_messages", "Messages stored in a stream but not yet committed to SQLite.", float64(s.Lag), "stream", s.Stream)
 			m.Counter("kanade_projector_applied_total", "Messages written to SQLite.", float64(s.Applied), "stream", s.Stream)
 			m.Counter("kanade_projector_decode_errors_total", "Messages that could not be decoded (acked and skipped).", float64(s.DecodeErrors), "stream", s.Stream)
+			m.Counter("kanade_projector_forged_total", "Messages refused because their payload pc_id disagrees with their subject's pc (impersonation attempts).", float64(s.Forged), "stream", s.Stream)
 		}
 		m.Counter("kanade_heartbeats_received_total", "Heartbeats received.", float64(ps.Heartbeats.Received))
+		m.Counter("kanade_projector_forged_total", "Messages refused because their payload pc_id disagrees with their subject's pc (impersonation attempts).", float64(ps.Heartbeats.Forged), "stream", "heartbeat")
 		m.Gauge("kanade_projector_heartbeat_lag_seconds", "Receipt-to-commit age of the oldest heartbeat in the last flush (how far the agents table trails the fleet).", ps.Heartbeats.LastLag.Seconds())
 		m.Gauge("kanade_projector_heartbeat_lag_max_seconds", "Largest heartbeat receipt-to-commit age since start.", ps.Heartbeats.MaxLag.Seconds())
 		writeResultsMetric(m, ps.Results)

@@ -55,3 +55,37 @@ func TestNATSTable(t *testing.T) {
 		t.Errorf("Default() replicas = %d, want 0 (keep what exists)", r)
 	}
 }
+
+func TestNATSAuth(t *testing.T) {
+	for _, tc := range []struct {
+		toml  string
+		nkeys bool
+		err   string
+	}{
+		{toml: ``},
+		{toml: "[nats]\nauth = \"token\""},
+		{toml: "[nats]\nauth = \"nkeys\"", nkeys: true},
+		{toml: "[nats]\nauth = \"nkeys\"\nurls = [\"nats://a:4222\"]", nkeys: true},
+		{toml: "[nats]\nauth = \"NKeys\"", err: `[nats] auth = "NKeys": expected "token"`},
+		{toml: "[nats]\nauth = \"jwt\"", err: `expected "token" (one shared token, every client has every right) or "nkeys"`},
+	} {
+		t.Run(tc.toml, func(t *testing.T) {
+			c, err := Parse([]byte(tc.toml))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want it to contain %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.NKeys() != tc.nkeys {
+				t.Errorf("NKeys() = %v, want %v", c.NKeys(), tc.nkeys)
+			}
+		})
+	}
+	if Default().NKeys() {
+		t.Error("the default is token auth: the quick start needs no keys")
+	}
+}

@@ -62,6 +62,9 @@ type NATS struct {
 	TLSCertFile string `toml:"tls_cert_file"`
 	TLSKeyFile  string `toml:"tls_key_file"`
 	CAFile      string `toml:"ca_file"`
+	// Auth is how clients authenticate to the broker: "token" (default)
+	// or "nkeys" (per-role permissions); see natsauth.go.
+	Auth string `toml:"auth"`
 }
 
 // HTTP is the [http] table.
@@ -258,6 +261,9 @@ func (c *Config) fill() error {
 		return err
 	}
 	if err := c.checkTLS(); err != nil {
+		return err
+	}
+	if err := c.NATS.checkAuth(); err != nil {
 		return err
 	}
 	if _, err := c.Retention.Policy(); err != nil {

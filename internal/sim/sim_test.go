@@ -115,7 +115,7 @@ func waitSurvey(ctx context.Context, t *testing.T, c *fleetclient.Client, ids []
 // stored, checking that none is stored twice (by result_id or by PC).
 func results(ctx context.Context, t *testing.T, js jetstream.JetStream, requestID string, want int) []string {
 	t.Helper()
-	subj := wire.SubjectResults(requestID)
+	subj := wire.SubjectResultsOfRequest(requestID)
 	s, err := js.Stream(ctx, wire.StreamResults)
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +149,11 @@ func results(ctx context.Context, t *testing.T, js jetstream.JetStream, requestI
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := info.State.Subjects[subj]; n != uint64(want) {
+	var n uint64
+	for _, count := range info.State.Subjects {
+		n += count
+	}
+	if n != uint64(want) {
 		t.Fatalf("%s holds %d messages, want %d", subj, n, want)
 	}
 	return pcs

@@ -476,7 +476,9 @@ func TestSubjectBuilders(t *testing.T) {
 		{"commands for one PC", SubjectCommandsPC("PC1"), "commands.pc.PC1"},
 		{"commands for one PC keeps case and unicode", SubjectCommandsPC("PC-東京"), "commands.pc.PC-東京"},
 		{"commands for a group", SubjectCommandsGroup("accounting"), "commands.group.accounting"},
-		{"results", SubjectResults("req-1"), "results.req-1"},
+		{"results", SubjectResults("req-1", "PC1"), "results.req-1.PC1"},
+		{"results of one request", SubjectResultsOfRequest("req-1"), "results.req-1.*"},
+		{"results of older agents", SubjectResultsLegacy("req-1"), "results.req-1"},
 		{"started events", SubjectEventsStarted("exec-1", "PC1"), "events.started.exec-1.PC1"},
 		{"heartbeat", SubjectHeartbeat("PC1"), "heartbeat.PC1"},
 		{"ping", SubjectPing("PC1"), "agents.PC1.ping"},
@@ -642,6 +644,28 @@ func TestExitCodes(t *testing.T) {
 	for _, c := range ext {
 		if slices.Contains([]int{-1, 0, 123, 124, 125, 126, 127}, c) {
 			t.Errorf("extension exit code %d collides with a reference code", c)
+		}
+	}
+}
+
+func TestPCFromResultSubject(t *testing.T) {
+	tests := []struct {
+		subject string
+		want    string
+		ok      bool
+	}{
+		{SubjectResults("req-1", "PC1"), "PC1", true},
+		{SubjectResults("req-1", "PC-東京"), "PC-東京", true},
+		{SubjectResultsLegacy("req-1"), "", false},
+		{"results.req-1.", "", false},
+		{"results.req-1.pc.extra", "", false},
+		{"heartbeat.PC1.x", "", false},
+		{"results", "", false},
+	}
+	for _, tt := range tests {
+		got, ok := PCFromResultSubject(tt.subject)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("PCFromResultSubject(%q) = %q, %v; want %q, %v", tt.subject, got, ok, tt.want, tt.ok)
 		}
 	}
 }

@@ -32,8 +32,41 @@ func SubjectCommandsPC(pc string) string { return "commands.pc." + pc }
 // SubjectCommandsGroup is the subject of commands addressed to a group.
 func SubjectCommandsGroup(group string) string { return "commands.group." + group }
 
-// SubjectResults is the subject an ExecResult is published on.
-func SubjectResults(requestID string) string { return "results." + requestID }
+// SubjectResults is the subject an agent publishes its ExecResult on:
+// results.<request_id>.<pc>.
+//
+// This is a kanade change to DESIGN.md §2, which has results.<request_id>:
+// a subject without the pc_id cannot be bound to an agent's credentials, so
+// agent A could publish a result in B's name. With the pc_id last, the
+// agent role may publish results.*.<its pc> only, and readers refuse a
+// result whose payload pc_id disagrees with the subject (internal/projector).
+// Stream RESULTS captures results.>, so both forms are stored.
+func SubjectResults(requestID, pc string) string { return "results." + requestID + "." + pc }
+
+// SubjectResultsOfRequest matches every PC's result of one request in the
+// current form (results.<request_id>.*). Collectors subscribe to it and to
+// SubjectResultsLegacy, so results of agents older than this change still
+// arrive.
+func SubjectResultsOfRequest(requestID string) string { return "results." + requestID + ".*" }
+
+// SubjectResultsLegacy is the subject agents before the per-PC form used:
+// results.<request_id>. It carries no pc_id, so where roles are enforced
+// (NATS nkeys) no agent credential may publish on it.
+func SubjectResultsLegacy(requestID string) string { return "results." + requestID }
+
+// PCFromResultSubject returns the pc token of results.<request_id>.<pc>;
+// ok is false for the legacy two-token form and anything else.
+func PCFromResultSubject(subject string) (pc string, ok bool) {
+	rest, found := strings.CutPrefix(subject, "results.")
+	if !found {
+		return "", false
+	}
+	_, pc, found = strings.Cut(rest, ".")
+	if !found || pc == "" || strings.Contains(pc, ".") {
+		return "", false
+	}
+	return pc, true
+}
 
 // SubjectEventsStarted is the subject of the event published just before a spawn.
 func SubjectEventsStarted(execID, pc string) string { return "events.started." + execID + "." + pc }
@@ -75,6 +108,11 @@ func SubjectObs(pc string) string { return "obs." + pc }
 
 // SubjectLogsFetch is the request/reply subject returning the tail of an agent log.
 func SubjectLogsFetch(pc string) string { return "logs.fetch." + pc }
+
+// InboxPrefix is the reply-subject prefix of an agent's connection
+// (_INBOX.<pc>): replies to its requests arrive under it, so a NATS role can
+// allow an agent its own inbox and no other agent's.
+func InboxPrefix(pc string) string { return "_INBOX." + pc }
 
 // SubjectAudit is the subject of an audit event.
 func SubjectAudit(actor, action, target string) string {

@@ -28,6 +28,8 @@ type Server struct {
 	B       *broker.Broker
 	// tls is served when set; clientTLS is what Connect trusts (tls.go).
 	tls, clientTLS *tls.Config
+	// roles is set by StartWithRoles.
+	roles *Roles
 }
 
 // Start starts a broker, bootstraps every kanade resource, and stops it
@@ -94,7 +96,7 @@ func (s *Server) Restart() {
 	// so retry for a while rather than fail the test.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		s.B, err = broker.Start(context.Background(), broker.Options{Listen: s.listen, DataDir: s.dataDir, MaxStore: 64 << 30, TLS: s.tls})
+		s.B, err = broker.Start(context.Background(), broker.Options{Listen: s.listen, DataDir: s.dataDir, MaxStore: 64 << 30, TLS: s.tls, Users: s.roles.users()})
 		if err == nil || time.Now().After(deadline) {
 			break
 		}
@@ -108,7 +110,7 @@ func (s *Server) Restart() {
 // Connect opens a client connection closed at the end of the test.
 func (s *Server) Connect(t testing.TB, opts ...nats.Option) *nats.Conn {
 	t.Helper()
-	opts = append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond)}, opts...)
+	opts = append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond)}, append(s.roles.backend(t), opts...)...)
 	if s.clientTLS != nil {
 		opts = append([]nats.Option{nats.Secure(s.clientTLS)}, opts...)
 	}
