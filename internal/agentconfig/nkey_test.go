@@ -10,6 +10,7 @@ import (
 
 	"github.com/kanade-project/kanade/internal/agentconfig"
 	"github.com/kanade-project/kanade/internal/natsauth"
+	"github.com/kanade-project/kanade/internal/winetest"
 )
 
 func TestNKeySeed(t *testing.T) {
@@ -17,7 +18,7 @@ func TestNKeySeed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
+	dir := winetest.TempDir(t)
 	file := func(name string, mode os.FileMode, content string) string {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte(content), mode); err != nil {

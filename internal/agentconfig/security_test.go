@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/kanade-project/kanade/internal/signing"
+	"github.com/kanade-project/kanade/internal/winetest"
 )
 
 func parseSecurity(t *testing.T, security string) *Config {
@@ -73,7 +74,7 @@ func TestCommandSigningSettings(t *testing.T) {
 
 func TestCommandKeysLoad(t *testing.T) {
 	line, id := pubLine(t)
-	dir := t.TempDir()
+	dir := winetest.TempDir(t)
 	for _, tc := range []struct {
 		name    string
 		content string
@@ -131,7 +132,7 @@ func TestCommandKeysLoad(t *testing.T) {
 }
 
 func TestCommandKeysStampChangesWithTheFile(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "ring.pub")
+	path := filepath.Join(winetest.TempDir(t), "ring.pub")
 	k := &CommandKeys{path: path}
 	if _, err := k.Stamp(); err == nil {
 		t.Fatal("a missing file has a stamp")

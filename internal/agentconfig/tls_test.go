@@ -10,14 +10,15 @@ import (
 
 	"github.com/kanade-project/kanade/internal/agentconfig"
 	"github.com/kanade-project/kanade/internal/devca"
+	"github.com/kanade-project/kanade/internal/winetest"
 )
 
 func TestNATSTLS(t *testing.T) {
-	p, err := devca.Generate(t.TempDir(), []string{"localhost"})
+	p, err := devca.Generate(winetest.TempDir(t), []string{"localhost"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	loose := filepath.Join(t.TempDir(), "ca.pem")
+	loose := filepath.Join(winetest.TempDir(t), "ca.pem")
 	b, err := os.ReadFile(p.CA)
 	if err != nil {
 		t.Fatal(err)

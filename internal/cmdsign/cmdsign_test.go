@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/kanade-project/kanade/internal/signing"
+	"github.com/kanade-project/kanade/internal/winetest"
 )
 
 // t0 is the signing instant of the fixed test vectors; verification
@@ -257,7 +258,7 @@ func TestTargetOfSubject(t *testing.T) {
 }
 
 func TestLoadSigner(t *testing.T) {
-	dir := t.TempDir()
+	dir := winetest.TempDir(t)
 	id, err := signing.Generate(dir, signing.PurposeCommand)
 	if err != nil {
 		t.Fatal(err)
@@ -268,7 +269,7 @@ func TestLoadSigner(t *testing.T) {
 		t.Fatalf("LoadSigner = %v, %v; want key %s", s, err, id)
 	}
 	seed, _ := os.ReadFile(keyPath)
-	releaseDir := t.TempDir()
+	releaseDir := winetest.TempDir(t)
 	if _, err := signing.Generate(releaseDir, signing.PurposeRelease); err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/kanade-project/kanade/internal/devca"
+	"github.com/kanade-project/kanade/internal/winetest"
 )
 
 func load(t *testing.T, path string) []byte {
@@ -59,7 +60,7 @@ func verify(ca, leaf *x509.Certificate, host string) error {
 }
 
 func TestGenerate(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "tls")
+	dir := filepath.Join(winetest.TempDir(t), "tls")
 	hosts := []string{"localhost", "127.0.0.1", "::1", "kanade.lab.internal", "192.0.2.10"}
 	p, err := devca.Generate(dir, hosts)
 	if err != nil {
@@ -116,7 +117,7 @@ func TestGenerate(t *testing.T) {
 func TestGenerateNeverOverwrites(t *testing.T) {
 	for _, name := range []string{devca.CAFile, devca.CAKeyFile, devca.CertFile, devca.CertKeyFile} {
 		t.Run(name, func(t *testing.T) {
-			dir := t.TempDir()
+			dir := winetest.TempDir(t)
 			existing := filepath.Join(dir, name)
 			if err := os.WriteFile(existing, []byte("precious"), 0o600); err != nil {
 				t.Fatal(err)
@@ -134,7 +135,7 @@ func TestGenerateNeverOverwrites(t *testing.T) {
 
 func TestBadHosts(t *testing.T) {
 	for _, h := range []string{"", "*.example.com", "a b", "-lead.example", "under_score", strings.Repeat("a", 64) + ".example"} {
-		if _, err := devca.Generate(t.TempDir(), []string{"localhost", h}); err == nil || !strings.Contains(err.Error(), "DNS name") {
+		if _, err := devca.Generate(winetest.TempDir(t), []string{"localhost", h}); err == nil || !strings.Contains(err.Error(), "DNS name") {
 			t.Errorf("host %q: %v, want an error saying what a host is", h, err)
 		}
 	}
@@ -142,7 +143,7 @@ func TestBadHosts(t *testing.T) {
 
 func TestEnsure(t *testing.T) {
 	hosts := []string{"localhost", "127.0.0.1"}
-	dir := filepath.Join(t.TempDir(), "tls")
+	dir := filepath.Join(winetest.TempDir(t), "tls")
 	p, err := devca.Ensure(dir, hosts)
 	if err != nil {
 		t.Fatal(err)
@@ -159,7 +160,7 @@ func TestEnsure(t *testing.T) {
 		{name: "second run reuses everything", change: func() {}, hosts: hosts},
 		{name: "a lost server certificate is issued again by the same CA", change: func() { os.Remove(p.Cert) }, hosts: hosts, reissued: true},
 		{name: "a server key of another pair is replaced", change: func() {
-			other, err := devca.Generate(t.TempDir(), hosts)
+			other, err := devca.Generate(winetest.TempDir(t), hosts)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -21,13 +21,14 @@ import (
 
 	"github.com/kanade-project/kanade/internal/devca"
 	"github.com/kanade-project/kanade/internal/tlsconf"
+	"github.com/kanade-project/kanade/internal/winetest"
 )
 
 // devCA makes a development CA with a server certificate for localhost
 // and 127.0.0.1 in a new temporary directory.
 func devCA(t *testing.T) devca.Paths {
 	t.Helper()
-	p, err := devca.Generate(t.TempDir(), []string{"localhost", "127.0.0.1"})
+	p, err := devca.Generate(winetest.TempDir(t), []string{"localhost", "127.0.0.1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +79,7 @@ func read(t *testing.T, path string) []byte {
 
 func TestServerRefusesBadFilesWithTheReason(t *testing.T) {
 	a, b := devCA(t), devCA(t)
-	dir := t.TempDir()
+	dir := winetest.TempDir(t)
 	now := time.Now()
 	expired, expiredKey := selfSigned(t, mkdir(t, dir, "expired"), &x509.Certificate{
 		Subject: pkix.Name{CommonName: "old"}, DNSNames: []string{"localhost"},
@@ -148,7 +149,7 @@ func mkdir(t *testing.T, parent, name string) string {
 
 func TestClientRefusesBadCAFiles(t *testing.T) {
 	a := devCA(t)
-	dir := t.TempDir()
+	dir := winetest.TempDir(t)
 	withKey := filepath.Join(dir, "bundle.pem")
 	write(t, withKey, append(read(t, a.CA), read(t, a.CAKey)...), 0o644)
 	empty := filepath.Join(dir, "empty.pem")
