@@ -3,6 +3,7 @@ package hostperf
 import (
 	"runtime"
 	"testing"
+	"time"
 )
 
 func TestFirstSampleHasNoRatesSecondHas(t *testing.T) {
@@ -17,10 +18,12 @@ func TestFirstSampleHasNoRatesSecondHas(t *testing.T) {
 	if first.MemTotalBytes == 0 || first.MemUsedBytes > first.MemTotalBytes {
 		t.Fatalf("memory figures: total %d used %d", first.MemTotalBytes, first.MemUsedBytes)
 	}
-	// Burn a little CPU so the counters move.
+	// Burn CPU for a few scheduler ticks of wall time so the counters
+	// move: /proc/stat counts in 10 ms ticks, and a fixed loop finished
+	// within one tick on a fast machine, leaving no rate to report.
 	x := 0
-	for i := range 20_000_000 {
-		x += i
+	for start := time.Now(); time.Since(start) < 50*time.Millisecond; {
+		x++
 	}
 	_ = x
 	second, err := s.Sample("pc")
