@@ -239,8 +239,11 @@ func Verify(ring *signing.Ring, subject string, h nats.Header, body []byte, now 
 	if err != nil {
 		return e, err
 	}
+	// Go's base64 decoder skips CR and LF even in Strict mode; requiring
+	// the canonical spelling keeps one accepted header value per signature
+	// (found by FuzzVerify: a signature with a newline inside verified).
 	sig, err := base64.StdEncoding.Strict().DecodeString(sig64)
-	if err != nil || len(sig) != ed25519.SignatureSize {
+	if err != nil || len(sig) != ed25519.SignatureSize || base64.StdEncoding.EncodeToString(sig) != sig64 {
 		return e, fmt.Errorf("%w: %s is not a base64 Ed25519 signature", ErrMalformed, HeaderSig)
 	}
 	if err := ring.Verify(msg, sig, e.KeyID); err != nil {
