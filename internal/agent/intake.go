@@ -117,6 +117,32 @@ func (a *Agent) reject(subject string, body []byte, source string, cause error) 
 	})
 }
 
+// answerUnrunnable answers, after a restart, a command that was admitted
+// only to be answered: a refusal marker gets exit 123 (refuse), anything
+// else the invalid-command answer of reject. The ledger entry is marked
+// done when the answer is delivered, like every result.
+func (a *Agent) answerUnrunnable(e ledger.Entry, cause error) {
+	res := wire.ExecResult{
+		ResultID:   e.ResultID,
+		RequestID:  e.RequestID,
+		ExecID:     e.ExecID,
+		PCID:       a.cfg.ID,
+		FinishedAt: time.Now().UTC(),
+	}
+	if !wire.ValidToken(res.ExecID) {
+		res.ExecID = e.RequestID
+	}
+	if isRefusalMarker(e.Command) {
+		res.ExitCode = wire.ExitRefusedSignature
+		res.Stderr = "[kanade] command refused (exit 123): its signature did not verify; the agent restarted before answering, so the exact reason is only in its log\n"
+	} else {
+		res.ExitCode, res.Skipped = wire.ExitInvalidCommand, true
+		res.Stderr = "[kanade] command rejected: " + cause.Error() + "\n"
+	}
+	a.log.Warn("answering a command refused before the restart", "request_id", e.RequestID, "exit_code", res.ExitCode)
+	a.finish(res)
+}
+
 // recover settles what the previous process left unfinished.
 func (a *Agent) recover() {
 	entries, err := a.ledger.Unfinished()
@@ -152,7 +178,12 @@ func (a *Agent) recover() {
 			// and only launch.
 			cmd, err := wire.DecodeCommand(e.Command)
 			if err != nil {
-				_ = a.ledger.Mark(e.RequestID, ledger.Done)
+				// A rejected or refused command is admitted before its
+				// answer is queued; a crash in between must not leave the
+				// sender without one.
+				if !a.outbox.Has(e.ResultID) {
+					a.answerUnrunnable(e, err)
+				}
 				continue
 			}
 			a.log.Info("resuming a command admitted before the restart", "request_id", e.RequestID)

@@ -276,7 +276,7 @@ func (a *Agent) refuse(subject string, body []byte, source string, cause error) 
 		return
 	}
 	execID := wire.RecoverString(body, "exec_id", "job_id")
-	marker, _ := json.Marshal(map[string]string{"refused": "signature", "body_sha256": ledger.BodyHash(body)})
+	marker, _ := json.Marshal(refusalMarker{Refused: "signature", BodySHA256: ledger.BodyHash(body)})
 	verdict, entry, err := a.ledger.Admit(rid, execID, marker, nuid.Next())
 	switch {
 	case err != nil:
@@ -305,6 +305,18 @@ func (a *Agent) refuse(subject string, body []byte, source string, cause error) 
 		Stderr:     refusalText(cause, a.verify),
 		FinishedAt: time.Now().UTC(),
 	})
+}
+
+// refusalMarker is what the ledger keeps for a refused command instead of
+// its bytes.
+type refusalMarker struct {
+	Refused    string `json:"refused"`
+	BodySHA256 string `json:"body_sha256"`
+}
+
+func isRefusalMarker(b []byte) bool {
+	var m refusalMarker
+	return json.Unmarshal(b, &m) == nil && m.Refused == "signature"
 }
 
 // refusalText is the stderr of a refusal: what happened, then what to do.
