@@ -14,7 +14,9 @@
       2. stores the NATS token (-Token) in the registry value
          HKLM\SOFTWARE\Kanade\Agent\NatsToken, the agent's NKey seed
          (-NkeySeedFile) in ...\NatsNkeySeed and the release keys
-         (-ReleaseKeysFile) in ...\ReleaseKeys, on a key whose ACL lets only
+         (-ReleaseKeysFile) in ...\ReleaseKeys, the command keys
+         (-CommandKeysFile) in ...\CommandKeys and the enforcement switch
+         (-RequireSignedCommands) in ...\RequireSignedCommands, on a key whose ACL lets only
          SYSTEM and Administrators read it. The token never goes in the
          config file;
       3. writes %ProgramData%\Kanade\config\agent.toml ([agent] id, nats_urls,
@@ -67,6 +69,20 @@
     value ReleaseKeys; the agent then only accepts self-updates signed by one
     of these keys.
 
+.PARAMETER CommandKeysFile
+    A file of command public keys ("kanade-command-key ed25519 <base64>"
+    lines, as "kanade command-key generate" writes command.pub; several keys
+    may be concatenated for a rotation). Written to the registry value
+    CommandKeys, which the agent reads instead of agent.toml and never from
+    the broker.
+
+.PARAMETER RequireSignedCommands
+    Sets the registry value RequireSignedCommands to 1: the agent then runs
+    only commands signed by one of the command keys and answers anything
+    else with exit code 123. -RequireSignedCommands:$false sets it to 0;
+    left unchanged when not given. With no command key the agent does not
+    enforce (and says so in its log and heartbeat).
+
 .PARAMETER LogLevel
     debug, info (default), warn or error; written to agent.toml.
 
@@ -97,6 +113,8 @@ param(
     [string]$Token,
     [string]$NkeySeedFile,
     [string]$ReleaseKeysFile,
+    [string]$CommandKeysFile,
+    [switch]$RequireSignedCommands,
     [ValidateSet('debug', 'info', 'warn', 'error')]
     [string]$LogLevel = 'info',
     [switch]$Force
@@ -227,6 +245,29 @@ function Main {
         }
     }
 
+    $commandKeys = $null
+    if ($CommandKeysFile) {
+        if (-not (Test-Path -LiteralPath $CommandKeysFile -PathType Leaf)) {
+            Fail "-CommandKeysFile '$CommandKeysFile' is not a file"
+        }
+        $commandKeys = @(Get-Content -LiteralPath $CommandKeysFile |
+            ForEach-Object { $_.Trim() } |
+            Where-Object { $_ -ne '' -and -not $_.StartsWith('#') })
+        foreach ($line in $commandKeys) {
+            if ($line -notmatch '^kanade-command-key ed25519 [A-Za-z0-9+/]+=*$') {
+                Fail "-CommandKeysFile: '$line' is not a command public key line (kanade-command-key ed25519 <base64>; the .pub file, never command.key)"
+            }
+        }
+        if ($commandKeys.Count -eq 0) {
+            Fail "-CommandKeysFile '$CommandKeysFile' holds no key"
+        }
+    }
+    # Given (either way) or not given at all: only a given switch is written.
+    $requireSigned = $null
+    if ($ScriptParams.ContainsKey('RequireSignedCommands')) {
+        $requireSigned = [int][bool]$RequireSignedCommands
+    }
+
     $nkeySeed = $null
     if ($NkeySeedFile) {
         if (-not (Test-Path -LiteralPath $NkeySeedFile -PathType Leaf)) {
@@ -269,7 +310,7 @@ function Main {
     $changed = @()
 
     # --- Secrets in the registry. ---
-    if ($Token -or $releaseKeys -or $nkeySeed) {
+    if ($Token -or $releaseKeys -or $nkeySeed -or $commandKeys -or $null -ne $requireSigned) {
         $key = Open-AgentRegistryKey
         try {
             if ($nkeySeed) {
@@ -293,6 +334,24 @@ function Main {
                     $changed += 'release keys'
                 }
                 Write-Host "$($releaseKeys.Count) release key(s) stored in HKLM\$RegistryPath\ReleaseKeys"
+            }
+            if ($commandKeys) {
+                $current = @($key.GetValue('CommandKeys')) -join "`n"
+                if ($current -cne ($commandKeys -join "`n")) {
+                    $key.SetValue('CommandKeys', [string[]]$commandKeys, [Microsoft.Win32.RegistryValueKind]::MultiString)
+                    $changed += 'command keys'
+                }
+                Write-Host "$($commandKeys.Count) command key(s) stored in HKLM\$RegistryPath\CommandKeys"
+            }
+            if ($null -ne $requireSigned) {
+                if ($key.GetValue('RequireSignedCommands') -ne $requireSigned) {
+                    $key.SetValue('RequireSignedCommands', $requireSigned, [Microsoft.Win32.RegistryValueKind]::DWord)
+                    $changed += 'signed-command switch'
+                }
+                Write-Host "HKLM\$RegistryPath\RequireSignedCommands = $requireSigned"
+                if ($requireSigned -eq 1 -and -not $commandKeys -and -not $key.GetValue('CommandKeys')) {
+                    Write-Warning 'RequireSignedCommands is on but no command key is installed (-CommandKeysFile): the agent will not enforce signatures'
+                }
             }
         } finally {
             $key.Close()

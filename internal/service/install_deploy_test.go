@@ -57,6 +57,14 @@ func TestDeployScriptWritesAValidConfig(t *testing.T) {
 		"@('service', 'install', '--config', $configPath",
 		"@('service', 'start')",
 		"'NatsToken'",
+		// The registry values the agent reads (agentconfig's
+		// *_windows.go): a typo here would install keys the agent
+		// never sees.
+		"SetValue('NatsNkeySeed'",
+		"SetValue('ReleaseKeys'",
+		"SetValue('CommandKeys', [string[]]$commandKeys, [Microsoft.Win32.RegistryValueKind]::MultiString)",
+		"SetValue('RequireSignedCommands', $requireSigned, [Microsoft.Win32.RegistryValueKind]::DWord)",
+		"'^kanade-command-key ed25519 [A-Za-z0-9+/]+=*$'",
 	} {
 		if !strings.Contains(script, want) {
 			t.Errorf("script lacks %s", want)
