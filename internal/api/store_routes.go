@@ -39,7 +39,8 @@ func (s *Server) listAgents(w http.ResponseWriter, r *http.Request, _ apiauth.Id
 	if err != nil {
 		return err
 	}
-	f := store.AgentFilter{Query: q.Get("q"), Version: q.Get("version"), OS: q.Get("os"), Group: q.Get("group"), Sort: q.Get("sort"), Limit: limit, Offset: offset}
+	f := store.AgentFilter{Query: q.Get("q"), Version: q.Get("version"), OS: q.Get("os"), Group: q.Get("group"),
+		CommandSigning: q.Get("command_signing"), Sort: q.Get("sort"), Limit: limit, Offset: offset}
 	switch trimLower(q.Get("online")) {
 	case "":
 	case "true", "1", "yes":

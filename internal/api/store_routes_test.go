@@ -371,3 +371,107 @@ func TestARealTimeoutIsReportedAsTimedOut(t *testing.T) {
 		t.Fatalf("result of a run past its timeout: %v", res)
 	}
 }
+
+// TestAgentsCommandSigningOverHTTP: the agents list and an agent's detail
+// carry command_signing and command_key_fingerprints (an array, also when
+// empty or never reported), and the list filters by signing state.
+func TestAgentsCommandSigningOverHTTP(t *testing.T) {
+	r := newProjectedRig(t)
+	viewer := r.token(apiauth.RoleViewer)
+	now := time.Now().UTC()
+	hb := func(pc, state string, keys wire.KeyIDs) store.Heartbeat {
+		return store.Heartbeat{Heartbeat: wire.Heartbeat{PCID: pc, At: now, AgentVersion: "1.0.0", CommandSigning: state, CommandKeyFingerprints: keys}, SeenAt: now}
+	}
+	if err := r.st.Tx(context.Background(), func(tx *store.Tx) error {
+		return tx.UpsertHeartbeats([]store.Heartbeat{
+			hb("pc-enforced", wire.CommandSigningEnforced, wire.KeyIDs{"34750f98bd59fcfc", "9f86d081884c7d65"}),
+			hb("pc-enforced-2", wire.CommandSigningEnforced, wire.KeyIDs{"9f86d081884c7d65"}),
+			hb("pc-off", wire.CommandSigningOff, nil),
+			hb("pc-nokeys", wire.CommandSigningNoKeys, wire.KeyIDs{}),
+			hb("pc-failclosed", wire.CommandSigningFailClosed, nil),
+			hb("pc-old", "", nil), // an agent too old to report it
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// signing is pc_id -> "state keys" as the API answers them; an
+	// absent or null field is reported as such.
+	signing := func(agent map[string]any) string {
+		state, ok := agent["command_signing"].(string)
+		if !ok {
+			return fmt.Sprintf("command_signing %v", agent["command_signing"])
+		}
+		keys, ok := agent["command_key_fingerprints"].([]any)
+		if !ok {
+			return fmt.Sprintf("command_key_fingerprints %v", agent["command_key_fingerprints"])
+		}
+		return fmt.Sprint(state, " ", keys)
+	}
+	want := map[string]string{
+		"pc-enforced":   "enforced [34750f98bd59fcfc 9f86d081884c7d65]",
+		"pc-enforced-2": "enforced [9f86d081884c7d65]",
+		"pc-off":        "off []",
+		"pc-nokeys":     "no_keys []",
+		"pc-failclosed": "fail_closed []",
+		"pc-old":        " []",
+	}
+	list := func(t *testing.T, params string) map[string]string {
+		t.Helper()
+		status, body := r.do("GET", "/api/agents?"+params, viewer, nil)
+		if status != 200 {
+			t.Fatalf("GET /api/agents?%s: %d %v", params, status, body)
+		}
+		got := map[string]string{}
+		agents, _ := body["agents"].([]any)
+		for _, a := range agents {
+			m := a.(map[string]any)
+			got[m["pc_id"].(string)] = signing(m)
+		}
+		if total, _ := body["total"].(float64); int(total) != len(got) {
+			t.Errorf("GET /api/agents?%s: total %v for %d agents", params, body["total"], len(got))
+		}
+		return got
+	}
+	if got := list(t, ""); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("GET /api/agents:\n got %v\nwant %v", got, want)
+	}
+	for pc, w := range want {
+		status, body := r.do("GET", "/api/agents/"+pc, viewer, nil)
+		if status != 200 || signing(body) != w {
+			t.Errorf("GET /api/agents/%s: %d %q, want %q", pc, status, signing(body), w)
+		}
+	}
+	for _, tc := range []struct {
+		filter string
+		pcs    []string
+	}{
+		{"enforced", []string{"pc-enforced", "pc-enforced-2"}},
+		{"off", []string{"pc-off"}},
+		{"no_keys", []string{"pc-nokeys"}},
+		{"fail_closed", []string{"pc-failclosed"}},
+		{"unknown", []string{"pc-old"}},
+	} {
+		t.Run("command_signing="+tc.filter, func(t *testing.T) {
+			got := list(t, "command_signing="+tc.filter)
+			var pcs []string
+			for pc := range got {
+				pcs = append(pcs, pc)
+			}
+			slices.Sort(pcs)
+			if !slices.Equal(pcs, tc.pcs) {
+				t.Fatalf("agents %v, want %v", pcs, tc.pcs)
+			}
+		})
+	}
+	// With another filter, and an empty value is no filter.
+	if got := list(t, "command_signing=enforced&q=-2"); len(got) != 1 || got["pc-enforced-2"] == "" {
+		t.Errorf("command_signing=enforced&q=-2: %v", got)
+	}
+	if got := list(t, "command_signing="); len(got) != len(want) {
+		t.Errorf("command_signing= (empty): %d agents, want all %d", len(got), len(want))
+	}
+	checkBadRequests(t, r, viewer, []badRequest{
+		{"unknown command_signing", "/api/agents?command_signing=on", "off, enforced, no_keys, fail_closed, unknown"},
+		{"command_signing is exact", "/api/agents?command_signing=Enforced", `unknown command_signing "Enforced"`},
+	})
+}

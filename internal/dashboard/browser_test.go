@@ -448,6 +448,24 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.do(t, "see both agents online", waitJS(`['web-a', 'web-b'].every((pc) => [...document.querySelectorAll('#agents tbody tr')]
 		.some((tr) => tr.textContent.includes(pc) && tr.querySelector('.badge.ok') && tr.querySelector('.badge.ok').textContent === 'online'))`))
 
+	// Signed commands: the agents enforce nothing (no key ring configured)
+	// and report "off", in the list's column, through its filter and on
+	// an agent's page.
+	signingCells := `[...document.querySelectorAll('#agents td[data-label="Signing"]')].map((td) => td.textContent).join()`
+	setSigning := func(v string) chromedp.Action[chromedp.Void] {
+		return chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`(() => { const s = document.querySelector('#agents-signing'); s.value = %q; s.dispatchEvent(new Event('change')); })()`, v))
+	}
+	b.do(t, "see the agents' signing state",
+		waitJS(signingCells+` === 'off,off'`),
+		setSigning("enforced"),
+		waitJS(`location.search === '?command_signing=enforced' && document.querySelector('#agents tr.empty-row') !== null`),
+		setSigning("off"),
+		waitJS(`location.search === '?command_signing=off' && `+signingCells+` === 'off,off'`))
+	b.do(t, "see web-a's signing state",
+		chromedp.Navigate(f.url+"/agents/web-a"), pageReady(),
+		waitJS(`(document.querySelector('#command-signing[data-state="off"]') || {}).textContent === 'off — not required'`),
+		waitJS(`[...document.querySelectorAll('dl.kv dt')].some((dt) => dt.textContent === 'Signed commands' && dt.nextElementSibling.querySelector('#command-signing'))`))
+
 	// Run echo on web-a from the Run page and see its output.
 	b.do(t, "run echo",
 		chromedp.Click(chromedp.CSS(`#nav a[href="/run"]`)), pageReady(),

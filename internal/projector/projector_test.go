@@ -419,6 +419,73 @@ func TestHeartbeatsOfThreePCsBatchedNewestWins(t *testing.T) {
 	}
 }
 
+// TestHeartbeatCommandSigningLandsAndUpdates: an agent's signing state and
+// command key ids travel from its heartbeat on NATS to agents in SQLite,
+// and each flush writes the newest; a heartbeat of an agent too old to
+// report them stores "" and [].
+func TestHeartbeatCommandSigningLandsAndUpdates(t *testing.T) {
+	e := newEnv(t)
+	st := openStore(t, filepath.Join(t.TempDir(), "k.db"))
+	ctx := context.Background()
+	r := start(t, testOptions(e.js, st)) // flushes only when asked
+	hbNC := e.b.Connect(t)
+	eventually(t, "the heartbeat subscription", func() (bool, string) {
+		hbNC.Publish(wire.SubjectHeartbeat("probe"), []byte(`{bad`))
+		hbNC.Flush()
+		s := r.Stats().Heartbeats
+		return s.DecodeErrors > 0 && s.Received == 0, fmt.Sprintf("%+v", s)
+	})
+	var sent uint64
+	send := func(b []byte) {
+		t.Helper()
+		if err := hbNC.Publish(wire.SubjectHeartbeat("pc1"), b); err != nil {
+			t.Fatal(err)
+		}
+		hbNC.Flush()
+		sent++
+		eventually(t, fmt.Sprintf("heartbeat %d received", sent), func() (bool, string) {
+			s := r.Stats().Heartbeats
+			return s.Received == sent, fmt.Sprintf("%+v", s)
+		})
+		if n, err := r.FlushHeartbeats(ctx); err != nil || n != 1 {
+			t.Fatalf("flush wrote %d (%v), want pc1", n, err)
+		}
+	}
+	beat := func(state string, keys wire.KeyIDs) []byte {
+		h := heartbeat("pc1", "v1", 0, time.Now().UTC())
+		h.CommandSigning, h.CommandKeyFingerprints = state, keys
+		b, err := json.Marshal(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	check := func(step, state string, keys ...string) {
+		t.Helper()
+		a, err := st.GetAgent(ctx, "pc1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.CommandSigning != state || a.CommandKeyFingerprints == nil || fmt.Sprint(a.CommandKeyFingerprints) != fmt.Sprint(keys) {
+			t.Errorf("%s: command_signing %q keys %#v, want %q %q", step, a.CommandSigning, a.CommandKeyFingerprints, state, keys)
+		}
+	}
+
+	send(beat(wire.CommandSigningEnforced, wire.KeyIDs{"34750f98bd59fcfc", "9f86d081884c7d65"}))
+	check("enforced", wire.CommandSigningEnforced, "34750f98bd59fcfc", "9f86d081884c7d65")
+	// The ring became unreadable: the next heartbeat says so.
+	send(beat(wire.CommandSigningFailClosed, nil))
+	check("fail closed", wire.CommandSigningFailClosed)
+	send(beat(wire.CommandSigningNoKeys, wire.KeyIDs{}))
+	check("no keys", wire.CommandSigningNoKeys)
+	// An agent from before the fields existed (no such keys in its JSON).
+	send([]byte(`{"pc_id":"pc1","at":"` + time.Now().UTC().Format(time.RFC3339Nano) + `","agent_version":"0.9.0"}`))
+	check("old agent", "")
+	if a, _ := st.GetAgent(ctx, "pc1"); a.AgentVersion != "0.9.0" {
+		t.Fatalf("pc1 = %+v, want the old agent's heartbeat", a)
+	}
+}
+
 func TestHeartbeatsFlushedEverySecondWithoutBeingAsked(t *testing.T) {
 	e := newEnv(t)
 	st := openStore(t, filepath.Join(t.TempDir(), "k.db"))
@@ -636,7 +703,12 @@ func TestRebuildFromStreamsGivesIdenticalRows(t *testing.T) {
 	hbNC := e.b.Connect(t)
 	sendHeartbeats := func() {
 		for i := range 50 {
-			b, _ := json.Marshal(heartbeat(fmt.Sprint("PC-", i), "1.2.3", 0, time.Now().UTC()))
+			h := heartbeat(fmt.Sprint("PC-", i), "1.2.3", 0, time.Now().UTC())
+			h.CommandSigning = []string{wire.CommandSigningOff, wire.CommandSigningEnforced}[i%2]
+			if i%2 == 1 {
+				h.CommandKeyFingerprints = wire.KeyIDs{fmt.Sprintf("%016x", i)}
+			}
+			b, _ := json.Marshal(h)
 			hbNC.Publish(wire.SubjectHeartbeat(fmt.Sprint("PC-", i)), b)
 		}
 		hbNC.Flush()

@@ -256,12 +256,10 @@ func TestResultTimedOutIsStored(t *testing.T) {
 	})
 }
 
-// TestMigrationAddsTimedOutToExistingResults opens a database made by the
-// migrations before 00004, with a result in it, the way a server upgrade
-// finds it.
-func TestMigrationAddsTimedOutToExistingResults(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "kanade.db")
+// migratedTo opens a new database at path with the migrations up to
+// version applied, as an older server left it; the caller closes it.
+func migratedTo(t *testing.T, path string, version int64) *sql.DB {
+	t.Helper()
 	db, err := sql.Open("sqlite", path)
 	if err != nil {
 		t.Fatal(err)
@@ -274,9 +272,19 @@ func TestMigrationAddsTimedOutToExistingResults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.UpTo(ctx, 3); err != nil {
+	if _, err := p.UpTo(context.Background(), version); err != nil {
 		t.Fatal(err)
 	}
+	return db
+}
+
+// TestMigrationAddsTimedOutToExistingResults opens a database made by the
+// migrations before 00004, with a result in it, the way a server upgrade
+// finds it.
+func TestMigrationAddsTimedOutToExistingResults(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "kanade.db")
+	db := migratedTo(t, path, 3)
 	// A row as the code before 00004 stored it.
 	if _, err := db.ExecContext(ctx, `INSERT INTO results (result_id, exec_id, pc_id, exit_code, outcome, finished_at, stream_seq)
 		VALUES ('r-old', 'e1', 'pc1', -1, 'killed', 1, 1)`); err != nil {
@@ -302,5 +310,39 @@ func TestMigrationAddsTimedOutToExistingResults(t *testing.T) {
 	mustTx(t, s, func(tx *Tx) error { return tx.UpsertResult(r, 2) })
 	if rs, _ := s.ListResults(ctx, ResultFilter{}); len(rs) != 2 || !rs[0].TimedOut && !rs[1].TimedOut {
 		t.Fatalf("after a new timed-out result: %+v", rs)
+	}
+}
+
+// TestMigrationAddsCommandSigningToExistingAgents opens a database made by
+// the migrations before 00006, with an agent in it: the agent reads as not
+// reporting its signing state until its next heartbeat says it.
+func TestMigrationAddsCommandSigningToExistingAgents(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "kanade.db")
+	db := migratedTo(t, path, 5)
+	// A row as the code before 00006 stored it.
+	if _, err := db.ExecContext(ctx, `INSERT INTO agents (pc_id, agent_version, first_seen, last_seen, online_since)
+		VALUES ('pc1', 'v1', 1, 1, 1)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	a, err := s.GetAgent(ctx, "pc1")
+	if err != nil || a.CommandSigning != "" || a.CommandKeyFingerprints == nil || len(a.CommandKeyFingerprints) != 0 {
+		t.Fatalf("the old row after the migration: %+v, %v", a, err)
+	}
+	if got, total, err := s.ListAgents(ctx, AgentFilter{CommandSigning: CommandSigningUnknown}); err != nil || total != 1 || got[0].PCID != "pc1" {
+		t.Fatalf("command_signing unknown after the migration: %+v of %d, %v", got, total, err)
+	}
+	h := hb("pc1", "v2", t0)
+	h.CommandSigning, h.CommandKeyFingerprints = wire.CommandSigningEnforced, wire.KeyIDs{"34750f98bd59fcfc"}
+	mustTx(t, s, func(tx *Tx) error { return tx.UpsertHeartbeats([]Heartbeat{h}) })
+	if a, _ := s.GetAgent(ctx, "pc1"); a.CommandSigning != wire.CommandSigningEnforced || !slices.Equal(a.CommandKeyFingerprints, []string{"34750f98bd59fcfc"}) {
+		t.Fatalf("after a heartbeat: %+v", a)
 	}
 }

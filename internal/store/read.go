@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kanade-project/kanade/internal/wire"
 )
 
 // msTime converts a NOT NULL millisecond column back to a UTC time; 0 is
@@ -42,6 +45,13 @@ type Agent struct {
 	LastSeen              time.Time `json:"last_seen"`
 	HeartbeatIntervalSecs int       `json:"heartbeat_interval_secs"`
 	OnlineSince           time.Time `json:"-"`
+	// CommandSigning is whether the agent enforces signed commands, as its
+	// last heartbeat said: one of the wire.CommandSigning* values, or ""
+	// from an agent too old to report it.
+	CommandSigning string `json:"command_signing"`
+	// CommandKeyFingerprints are the ids of the command keys the agent
+	// trusts; empty, never nil, when it trusts none or does not report them.
+	CommandKeyFingerprints []string `json:"command_key_fingerprints"`
 
 	// Online: the last heartbeat is within OfflineAfter intervals.
 	Online bool `json:"online"`
@@ -75,6 +85,10 @@ type AgentFilter struct {
 	Version string
 	OS      string
 	Group   string
+	// CommandSigning selects the agents in one signing state: a
+	// wire.CommandSigning* value, or CommandSigningUnknown for the agents
+	// that do not report one. Anything else is ErrInvalid.
+	CommandSigning string
 	// Sort is one of pc_id (default), hostname, last_seen, agent_version,
 	// os_family; a leading '-' sorts descending. pc_id breaks ties.
 	Sort string
@@ -90,21 +104,30 @@ var agentSorts = map[string]string{
 	"os_family":     "os_family",
 }
 
+// CommandSigningUnknown is the AgentFilter.CommandSigning value that
+// selects agents with no command_signing: too old to report it.
+const CommandSigningUnknown = "unknown"
+
+// commandSigningFilters are the values AgentFilter.CommandSigning accepts.
+var commandSigningFilters = []string{wire.CommandSigningOff, wire.CommandSigningEnforced, wire.CommandSigningNoKeys,
+	wire.CommandSigningFailClosed, CommandSigningUnknown}
+
 const agentCols = `pc_id, hostname, os_family, arch, agent_version, machine_id, groups,
 	quarantined_versions, rss_bytes, cpu_pct, outbox_depth, reported_at, first_seen, last_seen,
-	online_since, heartbeat_interval_secs`
+	online_since, heartbeat_interval_secs, command_signing, command_key_fingerprints`
 
 // offlineAtExpr must match the agents_offline_at index expression exactly.
 const offlineAtExpr = `(last_seen + 3000 * heartbeat_interval_secs)`
 
 func scanAgent(sc interface{ Scan(...any) error }, now time.Time) (Agent, error) {
 	var a Agent
-	var groups, quarantined string
+	var groups, quarantined, keys string
 	var cpu sql.NullFloat64
 	var reported sql.NullInt64
 	var rss, first, last, since int64
 	if err := sc.Scan(&a.PCID, &a.Hostname, &a.OSFamily, &a.Arch, &a.AgentVersion, &a.MachineID, &groups,
-		&quarantined, &rss, &cpu, &a.OutboxDepth, &reported, &first, &last, &since, &a.HeartbeatIntervalSecs); err != nil {
+		&quarantined, &rss, &cpu, &a.OutboxDepth, &reported, &first, &last, &since, &a.HeartbeatIntervalSecs,
+		&a.CommandSigning, &keys); err != nil {
 		return a, err
 	}
 	a.RSSBytes = uint64(rss)
@@ -115,6 +138,7 @@ func scanAgent(sc interface{ Scan(...any) error }, now time.Time) (Agent, error)
 	a.ReportedAt = fromMS(reported)
 	a.FirstSeen, a.LastSeen, a.OnlineSince = msTime(first), msTime(last), msTime(since)
 	a.Groups, a.QuarantinedVersions = decodeList(groups), decodeList(quarantined)
+	a.CommandKeyFingerprints = decodeList(keys)
 	a.State(now)
 	return a, nil
 }
@@ -133,8 +157,9 @@ func likeEscape(s string) string {
 
 // ListAgents returns one page of agents and the number of agents matching
 // the filter. Every filter and sort is served by an index except Query
-// (a substring) and Group (a JSON array); both scan at most the agents
-// table, a few milliseconds at 10,000 agents.
+// (a substring), Group (a JSON array) and CommandSigning (no index, see
+// migration 00006); they scan at most the agents table, a few
+// milliseconds at 10,000 agents.
 func (s *Store) ListAgents(ctx context.Context, f AgentFilter) ([]Agent, int, error) {
 	now := s.now()
 	var where []string
@@ -163,6 +188,17 @@ func (s *Store) ListAgents(ctx context.Context, f AgentFilter) ([]Agent, int, er
 	if f.Group != "" {
 		where = append(where, `EXISTS (SELECT 1 FROM json_each(agents.groups) WHERE json_each.value = ?)`)
 		args = append(args, f.Group)
+	}
+	if f.CommandSigning != "" {
+		if !slices.Contains(commandSigningFilters, f.CommandSigning) {
+			return nil, 0, invalid("unknown command_signing %q (%s)", f.CommandSigning, strings.Join(commandSigningFilters, ", "))
+		}
+		v := f.CommandSigning
+		if v == CommandSigningUnknown {
+			v = ""
+		}
+		where = append(where, `command_signing = ?`)
+		args = append(args, v)
 	}
 	cond := ""
 	if len(where) > 0 {

@@ -78,7 +78,7 @@ func (s *Store) TrimBatch(ctx context.Context, table string, cutoff time.Time, b
 // the order to read them in. agents leaves out its clocks: it is refilled
 // from live heartbeats, not replayed.
 var fingerprints = map[string]struct{ cols, order string }{
-	"agents":            {"pc_id, hostname, os_family, arch, agent_version, machine_id, groups, quarantined_versions", "pc_id"},
+	"agents":            {"pc_id, hostname, os_family, arch, agent_version, machine_id, groups, quarantined_versions, command_signing, command_key_fingerprints", "pc_id"},
 	"results":           {resultCols, "result_id"},
 	"started":           {"result_id, request_id, exec_id, pc_id, started_at", "result_id"},
 	"exec_counters":     {"exec_id, results, succeeded, failed, skipped, killed", "exec_id"},

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -387,6 +388,8 @@ func TestListAgentsFiltersSortsAndPages(t *testing.T) {
 		if i == 7 {
 			h.Hostname = "finance_desk%7"
 		}
+		// i%4: enforced, off, fail_closed, too old to say.
+		h.CommandSigning = []string{wire.CommandSigningEnforced, wire.CommandSigningOff, wire.CommandSigningFailClosed, ""}[i%4]
 		hbs = append(hbs, h)
 	}
 	mustTx(t, s, func(tx *Tx) error { return tx.UpsertHeartbeats(hbs) })
@@ -405,6 +408,10 @@ func TestListAgentsFiltersSortsAndPages(t *testing.T) {
 		{"os", AgentFilter{OS: "linux"}, 25, "PC-001"},
 		{"group", AgentFilter{Group: "canary"}, 10, "PC-000"},
 		{"group and os", AgentFilter{Group: "lab", OS: "linux"}, 5, "PC-005"},
+		{"command_signing enforced", AgentFilter{CommandSigning: wire.CommandSigningEnforced}, 13, "PC-000"},
+		{"command_signing off", AgentFilter{CommandSigning: wire.CommandSigningOff}, 13, "PC-001"},
+		{"command_signing fail_closed and os", AgentFilter{CommandSigning: wire.CommandSigningFailClosed, OS: "windows"}, 12, "PC-002"},
+		{"command_signing unknown", AgentFilter{CommandSigning: CommandSigningUnknown}, 12, "PC-003"},
 		{"query pc", AgentFilter{Query: "pc-04"}, 10, "PC-040"},
 		{"query escapes wildcards", AgentFilter{Query: "desk%7"}, 1, "PC-007"},
 		{"query wildcard literal", AgentFilter{Query: "_"}, 1, "PC-007"},
@@ -434,10 +441,32 @@ func TestListAgentsFiltersSortsAndPages(t *testing.T) {
 					}
 				}
 			}
+			if want := c.f.CommandSigning; want != "" {
+				if want == CommandSigningUnknown {
+					want = ""
+				}
+				for _, a := range got {
+					if a.CommandSigning != want {
+						t.Errorf("%s command_signing = %q, want %q", a.PCID, a.CommandSigning, want)
+					}
+				}
+			}
 		})
 	}
 	if _, _, err := s.ListAgents(ctx, AgentFilter{Sort: "cpu; DROP TABLE agents"}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("unknown sort err = %v, want ErrInvalid", err)
+	}
+	// No agent reports no_keys: an accepted value that matches none.
+	if got, total, err := s.ListAgents(ctx, AgentFilter{CommandSigning: wire.CommandSigningNoKeys}); err != nil || total != 0 || len(got) != 0 {
+		t.Errorf("command_signing no_keys = %d agents of %d (%v), want none", len(got), total, err)
+	}
+	// "" is no filter, so it cannot be asked for directly; any value
+	// outside the list is refused, naming the accepted ones.
+	for _, bad := range []string{"ENFORCED", "on", "' OR 1=1 --"} {
+		_, _, err := s.ListAgents(ctx, AgentFilter{CommandSigning: bad})
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "off, enforced, no_keys, fail_closed, unknown") {
+			t.Errorf("command_signing %q err = %v, want ErrInvalid listing the accepted values", bad, err)
+		}
 	}
 }
 
@@ -553,6 +582,29 @@ func TestFingerprintEqualForSameContentOnly(t *testing.T) {
 	if fa == fc || fc.Rows != 20 {
 		t.Errorf("different exit codes gave the same fingerprint %+v", fa)
 	}
+	// agents: the signing state and keys are content (a rebuild must
+	// restore them from the next heartbeats).
+	agents := func(s *Store, state string, keys wire.KeyIDs) Fingerprint {
+		h := hb("pc1", "v1", t0)
+		h.CommandSigning, h.CommandKeyFingerprints = state, keys
+		mustTx(t, s, func(tx *Tx) error { return tx.UpsertHeartbeats([]Heartbeat{h}) })
+		f, err := s.Fingerprint(ctx, "agents")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	enforced := agents(a, wire.CommandSigningEnforced, wire.KeyIDs{"34750f98bd59fcfc"})
+	if f := agents(b, wire.CommandSigningEnforced, wire.KeyIDs{"34750f98bd59fcfc"}); f != enforced {
+		t.Errorf("same agents: %+v vs %+v", f, enforced)
+	}
+	if f := agents(c, wire.CommandSigningEnforced, wire.KeyIDs{"9f86d081884c7d65"}); f == enforced {
+		t.Errorf("different command keys gave the same agents fingerprint %+v", f)
+	}
+	d := openTemp(t)
+	if f := agents(d, wire.CommandSigningOff, wire.KeyIDs{"34750f98bd59fcfc"}); f == enforced {
+		t.Errorf("a different signing state gave the same agents fingerprint %+v", f)
+	}
 }
 
 // TestDeclaredHeartbeatIntervalJudgesOffline: a PC that beats every 5 s is
@@ -574,4 +626,61 @@ func TestDeclaredHeartbeatIntervalJudgesOffline(t *testing.T) {
 			t.Errorf("%s: online=%v interval=%d", pc, a.Online, a.HeartbeatIntervalSecs)
 		}
 	}
+}
+
+// TestHeartbeatCommandSigningStoredAndUpdated: the signing state and key
+// ids of a heartbeat land in agents, the next heartbeat replaces them, an
+// older one does not, and an agent too old to report them reads "" and
+// [] (never null).
+func TestHeartbeatCommandSigningStoredAndUpdated(t *testing.T) {
+	ctx := context.Background()
+	s := openTemp(t)
+	beat := func(seen time.Time, state string, keys wire.KeyIDs) Heartbeat {
+		h := hb("pc1", "v1", seen)
+		h.CommandSigning, h.CommandKeyFingerprints = state, keys
+		return h
+	}
+	check := func(step, state string, keys []string) {
+		t.Helper()
+		a, err := s.GetAgent(ctx, "pc1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.CommandSigning != state || a.CommandKeyFingerprints == nil || strings.Join(a.CommandKeyFingerprints, ",") != strings.Join(keys, ",") {
+			t.Errorf("%s: command_signing %q keys %#v, want %q %q", step, a.CommandSigning, a.CommandKeyFingerprints, state, keys)
+		}
+		b, _ := json.Marshal(a)
+		var m map[string]any
+		_ = json.Unmarshal(b, &m)
+		if _, ok := m["command_key_fingerprints"].([]any); !ok {
+			t.Errorf("%s: command_key_fingerprints encodes as %s, want an array", step, b)
+		}
+		if _, ok := m["command_signing"].(string); !ok {
+			t.Errorf("%s: command_signing missing from %s", step, b)
+		}
+	}
+	mustTx(t, s, func(tx *Tx) error {
+		return tx.UpsertHeartbeats([]Heartbeat{beat(t0, wire.CommandSigningEnforced, wire.KeyIDs{"34750f98bd59fcfc", "9f86d081884c7d65"})})
+	})
+	check("first heartbeat", wire.CommandSigningEnforced, []string{"34750f98bd59fcfc", "9f86d081884c7d65"})
+
+	mustTx(t, s, func(tx *Tx) error {
+		return tx.UpsertHeartbeats([]Heartbeat{beat(t0.Add(time.Second), wire.CommandSigningFailClosed, wire.KeyIDs{})})
+	})
+	check("next heartbeat", wire.CommandSigningFailClosed, nil)
+
+	// An older heartbeat (a late delivery) changes nothing.
+	mustTx(t, s, func(tx *Tx) error {
+		return tx.UpsertHeartbeats([]Heartbeat{beat(t0, wire.CommandSigningOff, wire.KeyIDs{"aaaaaaaaaaaaaaaa"})})
+	})
+	check("older heartbeat", wire.CommandSigningFailClosed, nil)
+
+	mustTx(t, s, func(tx *Tx) error {
+		return tx.UpsertHeartbeats([]Heartbeat{beat(t0.Add(2*time.Second), wire.CommandSigningEnforced, wire.KeyIDs{"9f86d081884c7d65"})})
+	})
+	check("key rotated", wire.CommandSigningEnforced, []string{"9f86d081884c7d65"})
+
+	// Downgraded to an agent that does not report them.
+	mustTx(t, s, func(tx *Tx) error { return tx.UpsertHeartbeats([]Heartbeat{beat(t0.Add(3*time.Second), "", nil)}) })
+	check("old agent", "", nil)
 }

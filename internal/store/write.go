@@ -190,8 +190,8 @@ var statements = map[string]string{
 	// when the previous heartbeat was already past the offline threshold.
 	"agent.upsert": `INSERT INTO agents (pc_id, hostname, os_family, arch, agent_version, machine_id,
 		groups, quarantined_versions, rss_bytes, cpu_pct, outbox_depth, reported_at,
-		first_seen, last_seen, online_since, heartbeat_interval_secs)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		first_seen, last_seen, online_since, heartbeat_interval_secs, command_signing, command_key_fingerprints)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (pc_id) DO UPDATE SET
 			hostname = excluded.hostname,
 			os_family = excluded.os_family,
@@ -209,7 +209,9 @@ var statements = map[string]string{
 				WHEN excluded.last_seen > agents.last_seen + 3000 * agents.heartbeat_interval_secs
 				THEN excluded.last_seen ELSE agents.online_since END,
 			last_seen = excluded.last_seen,
-			heartbeat_interval_secs = excluded.heartbeat_interval_secs
+			heartbeat_interval_secs = excluded.heartbeat_interval_secs,
+			command_signing = excluded.command_signing,
+			command_key_fingerprints = excluded.command_key_fingerprints
 		WHERE excluded.last_seen >= agents.last_seen`,
 }
 
@@ -505,7 +507,8 @@ func (t *Tx) UpsertHeartbeats(hbs []Heartbeat) error {
 		}
 		if _, err := st.ExecContext(t.ctx, h.PCID, h.Hostname, h.OSFamily, h.Arch, h.AgentVersion, h.MachineID,
 			jsonList(h.Groups), jsonList(h.QuarantinedVersions), int64(h.AgentRSSBytes), cpu, h.OutboxDepth,
-			ms(h.At), seen, seen, seen, interval(h.HeartbeatIntervalSecs)); err != nil {
+			ms(h.At), seen, seen, seen, interval(h.HeartbeatIntervalSecs),
+			h.CommandSigning, jsonList(h.CommandKeyFingerprints)); err != nil {
 			return fmt.Errorf("store: heartbeat %s: %w", h.PCID, err)
 		}
 	}

@@ -14,12 +14,55 @@ const SORTS = [['pc_id', 'PC id'], ['-pc_id', 'PC id, descending'], ['hostname',
   ['-last_seen', 'last seen, newest'], ['last_seen', 'last seen, oldest'], ['agent_version', 'version'], ['-agent_version', 'version, descending'],
   ['os_family', 'OS'], ['-os_family', 'OS, descending']];
 
+// SIGNING describes the values of an agent's command_signing (its last
+// heartbeat's): the badge, its colour and what the state means.
+const SIGNING = {
+  enforced: { label: 'enforced', kind: 'ok', means: 'only commands signed by a trusted key run' },
+  off: { label: 'off', kind: 'muted', means: 'signed commands are not required: every command runs, signed or not' },
+  no_keys: { label: 'no keys', kind: 'warn', means: 'signed commands are required but the key ring is empty, so nothing is enforced' },
+  fail_closed: { label: 'fail closed', kind: 'bad', means: 'signed commands are required but the key ring could not be read: every command is refused' },
+};
+// SIGNING_FILTERS are the API's command_signing filter values.
+const SIGNING_FILTERS = [['', 'any'], ['enforced', 'enforced'], ['off', 'off'], ['no_keys', 'no keys'], ['fail_closed', 'fail closed'], ['unknown', 'not reported']];
+
+// signingBadge is an agent's signing state as a badge; null (shown as —)
+// for an agent too old to report it.
+function signingBadge(a) {
+  const s = SIGNING[a.command_signing];
+  if (s) return badge(s.label, s.kind, s.means);
+  return a.command_signing ? badge(a.command_signing, 'muted') : null;
+}
+
+// signingDetail is the agent page's "Signed commands" row: the state, what
+// it means and the ids of the keys the agent trusts.
+function signingDetail(a) {
+  const keys = a.command_key_fingerprints || [];
+  const ids = keys.length ? h('span', { class: 'mono', id: 'command-keys' }, keys.join(', ')) : null;
+  const box = h('span', { id: 'command-signing', dataset: { state: a.command_signing || 'unknown' } });
+  switch (a.command_signing) {
+    case 'enforced':
+      return add(box, signingBadge(a), ' — ', keys.length === 1 ? 'key ' : 'keys ', ids);
+    case 'off':
+      return add(box, signingBadge(a), keys.length ? [' — not required; key ring ', ids] : ' — not required');
+    case 'no_keys':
+      return add(box, signingBadge(a), ' — required, but the key ring is empty: not enforcing');
+    case 'fail_closed':
+      return add(box, signingBadge(a), ' — key ring broken: every command is refused', ids ? ['; last keys ', ids] : null);
+    case '':
+    case undefined:
+    case null:
+      return add(box, h('span', { class: 'muted' }, 'not reported (agent too old)'));
+    default:
+      return add(box, signingBadge(a), ids ? [' — keys ', ids] : null);
+  }
+}
+
 export async function renderList(ctx) {
   ctx.setTitle('Agents');
   const q = ctx.query;
   const st = {
     q: q.get('q') || '', online: q.get('online') || '', version: q.get('version') || '', os: q.get('os') || '',
-    group: q.get('group') || '', sort: q.get('sort') || 'pc_id', offset: Number(q.get('offset')) || 0,
+    group: q.get('group') || '', signing: q.get('command_signing') || '', sort: q.get('sort') || 'pc_id', offset: Number(q.get('offset')) || 0,
   };
   let versions = [];
   try {
@@ -34,9 +77,11 @@ export async function renderList(ctx) {
   const version = select('version', [['', 'any version'], ...versions], st.version);
   const os = select('os', [['', 'any OS'], 'windows', 'linux', 'darwin'], st.os);
   const group = h('input', { type: 'text', name: 'group', value: st.group, placeholder: 'group', autocomplete: 'off', 'aria-label': 'Group' });
+  const signing = select('command_signing', SIGNING_FILTERS, st.signing, { id: 'agents-signing' });
   const sort = select('sort', SORTS, st.sort, { id: 'agents-sort' });
   const filters = h('form', { class: 'filters', role: 'search', onsubmit: (e) => e.preventDefault() },
-    field('Search', search), field('State', online), field('Version', version), field('OS', os), field('Group', group), field('Sort', sort));
+    field('Search', search), field('State', online), field('Version', version), field('OS', os), field('Group', group),
+    field('Signed commands', signing), field('Sort', sort));
   const summary = h('p', { class: 'muted small', id: 'agents-summary' });
   const tableBox = h('div', { id: 'agents-table' });
   const pagerBox = h('div');
@@ -45,11 +90,11 @@ export async function renderList(ctx) {
   let seq = 0;
   const load = async () => {
     const mine = ++seq;
-    ctx.setQuery({ q: st.q, online: st.online, version: st.version, os: st.os, group: st.group, sort: st.sort === 'pc_id' ? '' : st.sort, offset: st.offset || '' });
+    ctx.setQuery({ q: st.q, online: st.online, version: st.version, os: st.os, group: st.group, command_signing: st.signing, sort: st.sort === 'pc_id' ? '' : st.sort, offset: st.offset || '' });
     const started = performance.now();
     let d;
     try {
-      d = await get('/api/agents', { params: { q: st.q, online: st.online, version: st.version, os: st.os, group: st.group, sort: st.sort, limit: PAGE, offset: st.offset }, signal: ctx.signal });
+      d = await get('/api/agents', { params: { q: st.q, online: st.online, version: st.version, os: st.os, group: st.group, command_signing: st.signing, sort: st.sort, limit: PAGE, offset: st.offset }, signal: ctx.signal });
     } catch (err) {
       if (mine !== seq || err.name === 'AbortError') return;
       clear(tableBox).append(errorBox(err));
@@ -70,6 +115,7 @@ export async function renderList(ctx) {
         { label: 'Version', sort: 'agent_version', render: (a) => a.agent_version },
         { label: 'OS', sort: 'os_family', render: (a) => [a.os_family, a.arch].filter(Boolean).join(' / ') },
         { label: 'Groups', render: (a) => (a.groups && a.groups.length ? h('span', { class: 'tags' }, a.groups.map((g) => badge(g))) : null) },
+        { label: 'Signing', render: signingBadge },
       ],
       rows: d.agents,
       sort: st.sort,
@@ -89,7 +135,7 @@ export async function renderList(ctx) {
     clearTimeout(debounce);
     debounce = setTimeout(() => { st.group = group.value.trim(); st.offset = 0; load(); }, 250);
   });
-  for (const [el, key] of [[online, 'online'], [version, 'version'], [os, 'os'], [sort, 'sort']]) {
+  for (const [el, key] of [[online, 'online'], [version, 'version'], [os, 'os'], [signing, 'signing'], [sort, 'sort']]) {
     el.addEventListener('change', () => { st[key] = el.value; st.offset = 0; load(); });
   }
   await load();
@@ -148,6 +194,7 @@ function summary(ctx, pc, agent, body) {
     ['OS', [a.os_family, a.arch].filter(Boolean).join(' / ')],
     ['Machine id', a.machine_id ? h('span', { class: 'mono' }, a.machine_id) : null],
     ['Groups', a.groups && a.groups.length ? h('span', { class: 'tags' }, a.groups.map((g) => badge(g))) : 'none'],
+    ['Signed commands', signingDetail(a)],
     ['Heartbeat interval', `${a.heartbeat_interval_secs} s`],
     ['Agent memory', bytes(a.rss_bytes)],
     ['Agent CPU', a.cpu_pct == null ? null : `${a.cpu_pct.toFixed(1)} %`],
