@@ -11,35 +11,16 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/kanade-project/kanade/internal/broker/brokertest"
 	"github.com/kanade-project/kanade/internal/devca"
 	"github.com/kanade-project/kanade/internal/fleetclient"
+	"github.com/kanade-project/kanade/internal/logtest"
 	"github.com/kanade-project/kanade/internal/tlsconf"
 	"github.com/kanade-project/kanade/internal/wire"
 )
-
-// syncBuffer is a bytes.Buffer the agent process writes while the test
-// reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // writeTLSConfig writes an agent.toml whose [agent] table ends with extra.
 func writeTLSConfig(t *testing.T, id, url, extra string) string {
@@ -107,7 +88,7 @@ func TestBinaryAgentTLS(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			id := fmt.Sprintf("tls-pc-%d", i)
-			logs := &syncBuffer{}
+			logs := &logtest.Buffer{}
 			cmd := exec.Command(bin, "--config", writeTLSConfig(t, id, tc.url, tc.toml))
 			cmd.Stderr = logs
 			if err := cmd.Start(); err != nil {

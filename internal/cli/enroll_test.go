@@ -3,7 +3,6 @@
 package cli_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +18,7 @@ import (
 
 	"github.com/kanade-project/kanade/internal/agent"
 	"github.com/kanade-project/kanade/internal/agentconfig"
+	"github.com/kanade-project/kanade/internal/logtest"
 	"github.com/kanade-project/kanade/internal/natsauth"
 	"github.com/kanade-project/kanade/internal/server"
 	"github.com/kanade-project/kanade/internal/serverconfig"
@@ -28,7 +27,7 @@ import (
 // nkeysServer starts a real server with [nats] auth = "nkeys" (and the dev
 // agent dev-pc when dev), the CLI pointed at its API. It returns the broker
 // URL and the data dir.
-func nkeysServer(t *testing.T, dev bool) (natsURL, dataDir string, banner *syncBuffer) {
+func nkeysServer(t *testing.T, dev bool) (natsURL, dataDir string, banner *logtest.Buffer) {
 	t.Helper()
 	t.Setenv(serverconfig.EnvAPIToken, apiTestToken)
 	t.Setenv(serverconfig.EnvNATSToken, "")
@@ -40,7 +39,7 @@ func nkeysServer(t *testing.T, dev bool) (natsURL, dataDir string, banner *syncB
 		t.Fatal(err)
 	}
 	dataDir = t.TempDir()
-	banner = &syncBuffer{}
+	banner = &logtest.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan [2]string, 1)
 	done := make(chan error, 1)
@@ -69,26 +68,9 @@ func nkeysServer(t *testing.T, dev bool) (natsURL, dataDir string, banner *syncB
 	return "", "", nil
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startEnrolledAgent runs a real agent whose agent.toml names seedFile as
 // its nkey_file, the way an endpoint is set up after `kanade agent enroll`.
-func startEnrolledAgent(t *testing.T, pc, natsURL, seedFile string) *syncBuffer {
+func startEnrolledAgent(t *testing.T, pc, natsURL, seedFile string) *logtest.Buffer {
 	t.Helper()
 	cfg, err := agentconfig.Parse([]byte(fmt.Sprintf("[agent]\nid = %q\nnats_urls = [%q]\nnkey_file = %q\n", pc, natsURL, seedFile)))
 	if err != nil {
@@ -102,7 +84,7 @@ func startEnrolledAgent(t *testing.T, pc, natsURL, seedFile string) *syncBuffer 
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	a, err := agent.New(agent.Config{ID: pc, NATSURLs: cfg.Agent.NATSURLs, DataDir: t.TempDir(), Version: "test",
 		Logger: slog.New(slog.NewTextHandler(logs, nil)), NATSOptions: []nats.Option{opt}})
 	if err != nil {
@@ -206,7 +188,7 @@ func TestAgentEnrollAndRevoke(t *testing.T) {
 		t.Fatalf("credentials: exit %d %q %q", code, out, errOut)
 	}
 
-	logs := map[string]*syncBuffer{}
+	logs := map[string]*logtest.Buffer{}
 	for pc, f := range seeds {
 		logs[pc] = startEnrolledAgent(t, pc, natsURL, f)
 	}

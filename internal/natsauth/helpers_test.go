@@ -1,7 +1,6 @@
 package natsauth_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,26 +15,12 @@ import (
 	"github.com/kanade-project/kanade/internal/agent"
 	"github.com/kanade-project/kanade/internal/broker/brokertest"
 	"github.com/kanade-project/kanade/internal/fleetclient"
+	"github.com/kanade-project/kanade/internal/logtest"
 	"github.com/kanade-project/kanade/internal/wire"
 )
 
 // logBuffer collects an agent's log lines for the test to wait on.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
+type logBuffer struct{ logtest.Buffer }
 
 // count returns how many lines contain every one of subs.
 func (l *logBuffer) count(subs ...string) int {

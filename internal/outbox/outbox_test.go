@@ -24,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kanade-project/kanade/internal/broker/brokertest"
+	"github.com/kanade-project/kanade/internal/logtest"
 	"github.com/kanade-project/kanade/internal/wire"
 )
 
@@ -238,24 +239,6 @@ func dirNames(t *testing.T, dir string) []string {
 		out = append(out, de.Name())
 	}
 	return out
-}
-
-// syncBuffer is an io.Writer safe for the concurrent writes of a logger.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // oversized is a valid JSON document the broker refuses: larger than the
@@ -598,7 +581,7 @@ func TestRejectedEntryMovesToStuckWhileOthersDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var logs syncBuffer
+	var logs logtest.Buffer
 	ob := open(t, dir, Options{
 		BaseBackoff: time.Millisecond,
 		MaxBackoff:  5 * time.Millisecond,

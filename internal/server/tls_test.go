@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 
 	"github.com/kanade-project/kanade/internal/broker/brokertest"
 	"github.com/kanade-project/kanade/internal/devca"
+	"github.com/kanade-project/kanade/internal/logtest"
 	"github.com/kanade-project/kanade/internal/server"
 	"github.com/kanade-project/kanade/internal/serverconfig"
 	"github.com/kanade-project/kanade/internal/tlsconf"
@@ -122,24 +122,6 @@ func TestServerTLSFromConfig(t *testing.T) {
 	})
 }
 
-// lockedBuffer collects a logger's output while the server writes it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestServerOnExternalTLSBroker: with [nats] ca_file the server verifies
 // an external broker against that CA; with the wrong one it logs why it
 // cannot connect instead of waiting silently.
@@ -158,7 +140,7 @@ func TestServerOnExternalTLSBroker(t *testing.T) {
 		startServerWith(t, server.Options{Config: external(p.CA), DataDir: t.TempDir(), NoHTTP: true})
 	})
 	t.Run("another CA", func(t *testing.T) {
-		logs := &lockedBuffer{}
+		logs := &logtest.Buffer{}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() {
