@@ -12,9 +12,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kanade-project/kanade/internal/agent"
 	"github.com/kanade-project/kanade/internal/bootstrap"
 	"github.com/kanade-project/kanade/internal/broker/brokertest"
 	"github.com/kanade-project/kanade/internal/fleetclient"
+	"github.com/kanade-project/kanade/internal/retry"
 	"github.com/kanade-project/kanade/internal/wire"
 )
 
@@ -190,7 +192,11 @@ func TestBrokerRestartNeverBringsBackOlderConfig(t *testing.T) {
 func TestUnreadableBucketsKeepGroupsAndConfig(t *testing.T) {
 	srv := brokertest.Start(t)
 	c := client(t, srv)
-	startAgent(t, "keep", srv.URL())
+	// Failed reads are retried only after 10 minutes, so the agent can
+	// follow the recreated buckets below only through their change
+	// notices (a slow CI once outlasted the default backoff).
+	startAgentWith(t, agent.Config{ID: "keep", NATSURLs: []string{srv.URL()},
+		Retry: retry.Policy{Min: 10 * time.Minute, Max: 10 * time.Minute}})
 	waitPing(t, c, "keep")
 	js := srv.JetStream(t)
 	put(t, kv(t, js, wire.BucketAgentGroups), "keep", `{"groups":["ops"]}`)

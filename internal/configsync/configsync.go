@@ -193,7 +193,14 @@ func (s *Supervisor) Run(ctx context.Context) {
 		case <-resync.C:
 			needFull = true
 		case <-s.wake:
-			if !needFull && s.o.Link.Connected() {
+			if needFull {
+				// The last full read failed and its retry is backed off,
+				// possibly by minutes. A change notice says the buckets
+				// are being written again (recreated after a loss, say):
+				// read now instead of leaving the agent on old config.
+				continue
+			}
+			if s.o.Link.Connected() {
 				if err := s.applyNotified(ctx); err != nil {
 					s.log.Warn("applying a config change failed; a full read follows", "err", err)
 					needFull = true
